@@ -1,0 +1,1 @@
+"""On-device data functions: temporal normalisation, motion, augmentation."""
