@@ -1,0 +1,175 @@
+"""EDMDBN end to end: shapes for every variant, sizes, gradients, training."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from edmdbn_jax.configs import edmdbn as configs
+from edmdbn_jax.models import edmdbn as edmdbn_lib
+from edmdbn_jax.models import from_config
+
+
+def _inputs(batch, size, t=8, key=0):
+  k1, k2 = jax.random.split(jax.random.key(key))
+  frames = jax.random.normal(k1, (batch, t + 1, size, size, 3))
+  keyframes = jax.random.normal(k2, (batch, 2, size, size, 3))
+  return frames, keyframes
+
+
+def _tiny(**overrides):
+  cfg = configs.get_config("tiny")
+  cfg.model.depths = (1, 1, 1)
+  cfg.model.embed_dim = 16
+  cfg.model.update(overrides)
+  return cfg
+
+
+def _n_params(variables):
+  return sum(x.size for x in jax.tree.leaves(variables["params"]))
+
+
+def _shapes(cfg, size=224):
+  model = from_config(cfg.model)
+  f = jax.ShapeDtypeStruct((1, 9, size, size, 3), jnp.float32)
+  k = jax.ShapeDtypeStruct((1, 2, size, size, 3), jnp.float32)
+  return jax.eval_shape(model.init, jax.random.key(0), f, k)
+
+
+def test_paper_parameter_counts():
+  assert _n_params(_shapes(configs.get_config("paper"))) == 44_265_895
+  assert _n_params(_shapes(configs.get_config(
+      "paper,entire_patch_embed=3d"))) == 44_308_903
+  assert _n_params(_shapes(configs.get_config(
+      "paper,entire_patch_embed=3d,num_classes=3"))) == 44_108_197
+  assert _n_params(_shapes(configs.get_config(
+      "paper,branches=detail"))) == 22_405_334
+
+
+def test_paper_intermediate_shapes():
+  cfg = configs.get_config("paper")
+  model = from_config(cfg.model)
+  f = jax.ShapeDtypeStruct((1, 9, 224, 224, 3), jnp.float32)
+  k = jax.ShapeDtypeStruct((1, 2, 224, 224, 3), jnp.float32)
+  variables = _shapes(cfg)
+  logits, out = jax.eval_shape(model.apply, variables, f, k)
+  assert logits.shape == (1, 5)
+  for branch in ("entire", "detail"):
+    o = out[branch]
+    assert o["stage1"].shape == (1, 1, 56, 56, 128)
+    assert o["stage2"].shape == (1, 1, 28, 28, 256)
+    assert o["stage3"].shape == (1, 1, 14, 14, 512)
+    assert o["attention3"].shape == (1, 1, 14, 14, 1)
+  assert out["fused"].shape == (1, 14, 14, 512)
+  assert variables["params"]["head"]["kernel"].shape == (100_352, 5)
+
+
+# Fusion only matters with both branches.
+VARIANTS = [v for v in itertools.product(
+    ("both", "entire", "detail"), ("add", "concat"), ("pixel", "feature"),
+    (True, False)) if v[0] == "both" or v[1] == "add"]
+
+
+@pytest.mark.parametrize("branches,fusion,motion,aa", VARIANTS)
+def test_every_variant_runs(branches, fusion, motion, aa):
+  cfg = _tiny(branches=branches, fusion=fusion, motion=motion,
+              accumulated_attention=aa, num_classes=3)
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(2, 32)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), frames, keyframes)
+  params = shapes["params"]
+  assert ("entire" in params) == (branches != "detail")
+  assert ("detail" in params) == (branches != "entire")
+  assert ("entire_block" in params or "detail_block" in params) == (
+      motion == "feature")
+  has_ta = any("sa_atten" in k for b in ("entire", "detail")
+               for k in params.get(b, {}))
+  assert has_ta == aa
+  channels = 64 * (2 if (fusion == "concat" and branches == "both") else 1)
+  assert params["head"]["kernel"].shape == (channels * 2 * 2, 3)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_forward_finite_and_dtype_policy(dtype):
+  cfg = _tiny(dtype=dtype)
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(2, 32)
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
+  logits, out = jax.jit(model.apply)(variables, frames, keyframes)
+  assert logits.dtype == jnp.float32 and logits.shape == (2, 5)
+  assert np.isfinite(np.asarray(logits)).all()
+  assert out["fused"].dtype == (jnp.bfloat16 if dtype == "bfloat16"
+                                else jnp.float32)
+
+
+def test_head_flattens_channel_major():
+  x = jnp.arange(2 * 2 * 3 * 4).reshape(2, 2, 3, 4)  # (B, h, w, C)
+  flat = edmdbn_lib.channel_major_flatten(x)
+  np.testing.assert_array_equal(
+      flat, np.transpose(np.asarray(x), (0, 3, 1, 2)).reshape(2, -1))
+  assert flat[0, 1] == x[0, 0, 1, 0]  # second input: channel 0, (h0, w1)
+
+
+def test_motion_is_difference_of_inputs():
+  """Pixel motion: adding a constant frame to every input changes nothing."""
+  cfg = _tiny()
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(1, 32)
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  bg = jax.random.normal(jax.random.key(9), (1, 1, 32, 32, 3))
+  a, _ = model.apply(variables, frames, keyframes)
+  b, _ = model.apply(variables, frames + bg, keyframes + bg)
+  np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_train_mode_differs_from_eval_and_uses_the_rng():
+  cfg = _tiny(drop_path_rate=0.5)
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(4, 32)
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  ev1, _ = model.apply(variables, frames, keyframes, train=False)
+  ev2, _ = model.apply(variables, frames, keyframes, train=False)
+  np.testing.assert_array_equal(ev1, ev2)
+  tr1, _ = model.apply(variables, frames, keyframes, train=True,
+                       rngs={"dropout": jax.random.key(1)})
+  tr2, _ = model.apply(variables, frames, keyframes, train=True,
+                       rngs={"dropout": jax.random.key(2)})
+  assert np.abs(np.asarray(tr1 - ev1)).max() > 1e-4
+  assert np.abs(np.asarray(tr1 - tr2)).max() > 1e-4
+
+
+def test_gradients_finite_and_loss_decreases():
+  cfg = _tiny(drop_path_rate=0.0)
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(4, 32)
+  labels = jnp.array([0, 1, 2, 3])
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  params = variables["params"]
+  tx = optax.adamw(1e-3)
+  opt = tx.init(params)
+
+  def loss_fn(p):
+    logits, _ = model.apply({"params": p}, frames, keyframes, train=True,
+                            rngs={"dropout": jax.random.key(0)})
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits, labels).mean()
+
+  @jax.jit
+  def step(p, o):
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    updates, o = tx.update(g, o, p)
+    return optax.apply_updates(p, updates), o, loss, g
+
+  losses = []
+  for i in range(8):
+    params, opt, loss, grads = step(params, opt)
+    if i == 0:
+      leaves = jax.tree.leaves(grads)
+      assert all(np.isfinite(np.asarray(g)).all() for g in leaves)
+      assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
+    losses.append(float(loss))
+  assert losses[-1] < 0.5 * losses[0], losses

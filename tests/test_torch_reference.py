@@ -1,0 +1,132 @@
+"""The converter for the authors' PyTorch state dict."""
+
+import ast
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from edmdbn_jax import errors
+from edmdbn_jax.configs import edmdbn as configs
+from edmdbn_jax.interop import torch_reference as tr
+from edmdbn_jax.models import from_config
+
+LAYOUT = pathlib.Path(__file__).parent / "data" / "edmdbn_torch_state_dict.tsv"
+
+
+def released_like_state_dict(seed=0):
+  """Random arrays with every key and shape of the released model."""
+  rng = np.random.default_rng(seed)
+  sd = {}
+  for line in LAYOUT.read_text().splitlines()[1:]:
+    key, shape = line.split("\t")[:2]
+    shape = ast.literal_eval(shape)
+    if key.endswith("relative_position_index"):
+      sd[key] = rng.integers(0, 2535, shape)
+    else:
+      sd[key] = rng.standard_normal(shape).astype(np.float32)
+  for key in sd:  # registered twice in the released model: same tensor
+    if ".sa_atten.down." in key:
+      sd[key] = sd[key.replace(".sa_atten.down.", ".downsample.")]
+  return sd
+
+
+@pytest.fixture(scope="module")
+def released():
+  return released_like_state_dict()
+
+
+def test_released_layout_converts_to_paper_model(released):
+  cfg = configs.get_config("paper,entire_patch_embed=3d")
+  params = tr.convert_state_dict(released, cfg)["params"]
+  qkv = params["detail"]["layers_2_blocks_5"]["attn"]["qkv"]["kernel"]
+  np.testing.assert_array_equal(
+      qkv, released["short_action_model.layers.2.blocks.5.attn.qkv.weight"].T)
+  np.testing.assert_array_equal(
+      params["entire"]["patch_embed"]["proj"]["kernel"],
+      np.transpose(released["long_action_model.patch_embed.proj.weight"],
+                   (2, 3, 4, 1, 0)))
+  ta = params["entire"]["layers_1_sa_atten"]["proj"]["kernel"]
+  w = released["long_action_model.layers.1.sa_atten.conv.weight"]
+  assert ta.shape == (2, 1)
+  assert ta[0, 0] == w[0, 0, 0, 0, 0] and ta[1, 0] == w[0, 1, 0, 0, 0]
+  np.testing.assert_array_equal(params["head"]["kernel"],
+                                released["head.1.weight"].T)
+  # Every Flax parameter came from the dict and has the model's shape.
+  want = jax.eval_shape(
+      from_config(cfg.model).init, jax.random.key(0),
+      jax.ShapeDtypeStruct((1, 9, 224, 224, 3), np.float32),
+      jax.ShapeDtypeStruct((1, 2, 224, 224, 3), np.float32))["params"]
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, want)
+
+
+def test_2d_entire_embedding_keeps_the_tap_that_sees_data(released):
+  params = tr.convert_state_dict(released, configs.get_config("paper"))
+  k = params["params"]["entire"]["patch_embed"]["proj"]["kernel"]
+  assert k.shape == (4, 4, 3, 128)
+  w = released["long_action_model.patch_embed.proj.weight"]
+  np.testing.assert_array_equal(k, np.transpose(w[:, :, 0], (2, 3, 1, 0)))
+
+
+def test_lightning_prefix_is_accepted(released):
+  cfg = configs.get_config("paper,entire_patch_embed=3d")
+  prefixed = {"model." + k: v for k, v in released.items()}
+  a = tr.convert_state_dict(prefixed, cfg)
+  b = tr.convert_state_dict(released, cfg)
+  assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+
+
+def test_rejects_missing_unexpected_and_misshapen_keys(released):
+  cfg = configs.get_config("paper,entire_patch_embed=3d")
+  bad = dict(released)
+  del bad["short_action_model.norm.bias"]
+  bad["long_action_model.extra.weight"] = np.zeros(3)
+  bad["head.1.bias"] = np.zeros(4, np.float32)
+  with pytest.raises(errors.CheckpointError) as e:
+    tr.convert_state_dict(bad, cfg)
+  msg = str(e.value)
+  assert "missing keys (1): short_action_model.norm.bias" in msg
+  assert "unexpected keys (1): long_action_model.extra.weight" in msg
+  assert "head.1.bias: got (4,), expected (5,)" in msg
+
+
+def test_wrong_class_count_is_named(released):
+  with pytest.raises(errors.CheckpointError, match="head.1.weight"):
+    tr.convert_state_dict(released, configs.get_config(
+        "paper,entire_patch_embed=3d,num_classes=3"))
+
+
+def test_duplicate_downsample_must_match(released):
+  bad = dict(released)
+  key = "short_action_model.layers.0.sa_atten.down.norm.bias"
+  bad[key] = bad[key] + 1.0
+  with pytest.raises(errors.CheckpointError, match="should be the same tensor"):
+    tr.convert_state_dict(bad, configs.get_config(
+        "paper,entire_patch_embed=3d"))
+
+
+@pytest.mark.parametrize("variant", [
+    "tiny", "tiny,entire_patch_embed=3d", "tiny,accumulated_attention=False",
+    "tiny,fusion=concat,num_classes=3", "tiny,branches=detail"])
+def test_round_trip_gives_identical_logits(variant):
+  cfg = configs.get_config(variant)
+  cfg.data.image_size = 32
+  model = from_config(cfg.model)
+  frames = jax.random.normal(jax.random.key(1), (2, 9, 32, 32, 3))
+  keyframes = jax.random.normal(jax.random.key(2), (2, 2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  sd = tr.to_state_dict(variables, cfg)
+  if "accumulated_attention=False" in variant:
+    assert not any("sa_atten" in k for k in sd)
+  else:
+    assert any(".sa_atten.down." in k for k in sd)
+  back = tr.convert_state_dict(sd, cfg)
+  a, _ = model.apply(variables, frames, keyframes)
+  b, _ = model.apply(back, frames, keyframes)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_feature_motion_cannot_load_released_weights(released):
+  with pytest.raises(errors.ConfigError, match="feature-subtraction"):
+    tr.convert_state_dict(released, configs.get_config("paper,motion=feature"))
