@@ -72,6 +72,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   config.data.data_dir = ""         # '' -> ~/tensorflow_datasets
   config.data.manual_dir = ""
   config.data.augment = True
+  config.data.variant = ""          # builder size variant, e.g. 'large'
 
   # Optimisation: the paper's recipe.
   config.train = ml_collections.ConfigDict()
@@ -85,6 +86,12 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   config.train.selection = "fixed"   # fixed | test_best
   config.train.eval_every_epochs = 1
   config.train.fold_parallel = "1"   # number of folds trained at once, or 'auto'
+  # Train-state checkpoints (for resuming) every N epochs; the last epoch of
+  # each fold is always kept as its model.
+  config.train.checkpoint_every_epochs = 5 if variant == "paper" else 1
+  config.train.folds = ()            # subset of held-out subjects; () = all
+  config.train.final_model = False   # train on all subjects, save the model
+  config.train.progress = True
 
   for o in overrides:
     key, value = o.split("=", 1)

@@ -1,0 +1,97 @@
+"""Model checkpoints the whole toolkit reads and writes (Orbax).
+
+A *model directory* is an Orbax `CheckpointManager` directory whose steps hold
+two items:
+  params: the Flax variables ({'params': ...}), float32;
+  meta:   JSON with the resolved config (`config`), the class names and
+          free-form provenance (where the weights came from, which fold...).
+
+`save_model` writes one, `load_model` rebuilds the model from the stored
+config and returns it with its variables, so `experiments.predict`,
+`experiments.gradcam` and notebooks need nothing but the directory. LOSO runs
+keep a model directory per fold (`<workdir>/folds/<subject>/model`) and
+`--final_model` writes `<workdir>/final_model`.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from edmdbn_jax import errors
+from edmdbn_jax.models import from_config
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> Dict[str, Any]:
+  return json.loads(config.to_json_best_effort())
+
+
+def config_from_json(d: Dict[str, Any]) -> ml_collections.ConfigDict:
+  def fix(node):
+    if isinstance(node, dict):
+      return {k: fix(v) for k, v in node.items()}
+    if isinstance(node, list):
+      return tuple(fix(v) for v in node)
+    return node
+  return ml_collections.ConfigDict(fix(d))
+
+
+def save_model(directory: str, variables, config: ml_collections.ConfigDict,
+               class_names: Sequence[str], step: int = 0,
+               provenance: Optional[Dict[str, Any]] = None) -> str:
+  """Writes `variables` with the config and class names to `directory`."""
+  directory = os.path.abspath(os.path.expanduser(directory))
+  meta = {"config": config_to_json(config), "class_names": list(class_names),
+          "provenance": provenance or {}}
+  params = jax.tree.map(lambda a: np.asarray(a, np.float32), variables)
+  with ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(max_to_keep=1)) as mgr:
+    mgr.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)),
+             force=True)
+    mgr.wait_until_finished()
+  return directory
+
+
+def load_meta(directory: str) -> Dict[str, Any]:
+  directory = os.path.abspath(os.path.expanduser(directory))
+  if not os.path.isdir(directory):
+    raise errors.CheckpointError(
+        f"No model directory at {directory}. Pass a directory written by "
+        "experiments.loso (<workdir>/final_model or <workdir>/folds/<subject>/"
+        "model) or experiments.import_torch.")
+  with ocp.CheckpointManager(directory) as mgr:
+    step = mgr.latest_step()
+    if step is None:
+      raise errors.CheckpointError(f"{directory} holds no checkpoint steps.")
+    try:
+      restored = mgr.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # pylint: disable=broad-except
+      raise errors.CheckpointError(
+          f"{directory} is not a model directory of this toolkit ({e})") from e
+  return restored["meta"]
+
+
+def load_model(directory: str, dtype: Optional[str] = None,
+               ) -> Tuple[Any, Any, ml_collections.ConfigDict, Tuple[str, ...]]:
+  """Returns (model, variables, config, class_names) from a model directory."""
+  directory = os.path.abspath(os.path.expanduser(directory))
+  meta = load_meta(directory)
+  config = config_from_json(meta["config"])
+  model = from_config(config.model, dtype=dtype)
+  s = int(config.data.image_size)
+  t = int(config.data.num_frames)
+  abstract = jax.eval_shape(
+      model.init, jax.random.key(0),
+      jax.ShapeDtypeStruct((1, t + 1, s, s, 3), jnp.float32),
+      jax.ShapeDtypeStruct((1, 2, s, s, 3), jnp.float32))
+  with ocp.CheckpointManager(directory) as mgr:
+    restored = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract)))
+  return model, restored["params"], config, tuple(meta["class_names"])

@@ -1,0 +1,88 @@
+"""Model size, compute cost and latency (used by experiments.summary/benchmark).
+
+Multiply-adds come from XLA's cost analysis of the compiled forward pass
+(`flops` / 2: XLA counts a multiply-add as two floating-point operations).
+"""
+
+import time
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from edmdbn_jax.models import from_config
+
+
+def input_shapes(config, batch: int):
+  s = int(config.data.image_size)
+  t = int(config.data.num_frames)
+  return ((batch, t + 1, s, s, 3), (batch, 2, s, s, 3))
+
+
+def param_counts(config: ml_collections.ConfigDict) -> Dict[str, int]:
+  """Parameters per top-level part ('entire', 'detail', 'head', ...) + total."""
+  model = from_config(config.model)
+  f, k = input_shapes(config, 1)
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct(f, jnp.float32),
+                          jax.ShapeDtypeStruct(k, jnp.float32))["params"]
+  counts = {name: int(sum(np.prod(x.shape) for x in jax.tree.leaves(sub)))
+            for name, sub in shapes.items()}
+  counts["total"] = sum(counts.values())
+  return counts
+
+
+def forward_cost(config: ml_collections.ConfigDict, batch: int = 1,
+                 dtype: Optional[str] = None) -> Dict[str, float]:
+  """XLA cost analysis of one compiled forward pass at `batch`.
+
+  Returns {'flops': ..., 'macs': flops / 2, 'macs_per_clip': ...,
+  'compile_s': ...}.
+  """
+  model = from_config(config.model, dtype=dtype)
+  f, k = input_shapes(config, batch)
+  variables = jax.eval_shape(model.init, jax.random.key(0),
+                             jax.ShapeDtypeStruct(f, jnp.float32),
+                             jax.ShapeDtypeStruct(k, jnp.float32))
+  fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
+  t0 = time.perf_counter()
+  compiled = fn.lower(variables, jax.ShapeDtypeStruct(f, jnp.float32),
+                      jax.ShapeDtypeStruct(k, jnp.float32)).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  flops = float(cost.get("flops", float("nan")))
+  return {"flops": flops, "macs": flops / 2, "macs_per_clip": flops / 2 / batch,
+          "compile_s": compile_s}
+
+
+def forward_latency(config: ml_collections.ConfigDict, batch: int = 1,
+                    dtype: Optional[str] = None, repeats: int = 10,
+                    warmup: int = 2) -> Dict[str, float]:
+  """Wall time of the jitted forward pass on the default device (seconds)."""
+  model = from_config(config.model, dtype=dtype)
+  f, k = input_shapes(config, batch)
+  frames = jax.random.normal(jax.random.key(1), f)
+  keyframes = jax.random.normal(jax.random.key(2), k)
+  variables = jax.jit(model.init)(jax.random.key(0), frames, keyframes)
+  fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
+  for _ in range(warmup):
+    fn(variables, frames, keyframes).block_until_ready()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn(variables, frames, keyframes).block_until_ready()
+    times.append(time.perf_counter() - t0)
+  times = np.asarray(times)
+  return {"median_s": float(np.median(times)), "min_s": float(times.min()),
+          "per_clip_s": float(np.median(times) / batch), "batch": batch,
+          "repeats": repeats}
+
+
+def device_description() -> str:
+  d = jax.devices()[0]
+  kind = getattr(d, "device_kind", d.platform)
+  return f"{len(jax.devices())} x {kind} ({d.platform}), jax {jax.__version__}"

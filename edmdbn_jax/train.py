@@ -1,0 +1,653 @@
+"""LOSO training and evaluation of EDMDBN: `train_and_evaluate(config, workdir)`.
+
+Reads top to bottom in labelled steps (big_vision / flax-examples style):
+data -> folds -> mesh -> model and optimiser -> update and eval steps ->
+per group of folds: restore or init, train epochs, checkpoint, evaluate ->
+scores and reports.
+
+Design points:
+* Every fold's state has a leading *fold axis*; the update step is a `vmap`
+  over it, so F folds train at once (`config.train.fold_parallel`). Each fold
+  still sees its own batches of `batch_size` from its own training subjects:
+  its data order, initial parameters and step RNG depend only on (seed, fold,
+  epoch, step), never on which folds share a group, so training folds
+  together or one by one gives the same result up to float rounding.
+* A fold with fewer steps in an epoch than its group's longest gets inactive
+  steps that leave its state untouched (no optimiser update, no step count),
+  and a short last batch is padded with a mask that removes the padding from
+  the loss: the same as PyTorch's `drop_last=False` batches.
+* The dataset is resident on device (uint8); batches are gathered, augmented,
+  temporally assembled and normalised on device inside one `lax.scan` over an
+  epoch's steps: no host round trip per step.
+* `jax.jit` with `NamedSharding`s over a ('fold', 'data') mesh: folds are
+  sharded over devices when there are several, the batch within a fold over
+  the rest; the train state is donated.
+* Evaluation of the held-out subject runs after every `eval_every_epochs`;
+  padding carries a mask so a 2-clip fold is scored exactly. Both protocols
+  are computed from the same run: `fixed` (the last epoch, the headline by
+  default) and `test_best` (per fold, the epoch that scores best on the held-
+  out subject, as the authors' code does; labelled as selected on test data).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from absl import logging
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from edmdbn_jax import checkpoints
+from edmdbn_jax import errors
+from edmdbn_jax import input_pipeline
+from edmdbn_jax.data import augment as augment_lib
+from edmdbn_jax.data import temporal
+from edmdbn_jax.evaluators import metrics as metrics_lib
+from edmdbn_jax.evaluators import report as report_lib
+from edmdbn_jax.models import from_config
+
+# Config fields that may differ between the run that made a workdir and the
+# one resuming it: they change how the work is scheduled, not its result.
+RESUME_INVARIANT = ("train.fold_parallel", "train.folds", "train.final_model",
+                    "data.data_dir", "data.manual_dir", "train.progress",
+                    "train.checkpoint_every_epochs")
+
+EVAL_BATCH = 16
+
+
+# ---------------------------------------------------------------------------
+# Schedule and class weights.
+# ---------------------------------------------------------------------------
+def learning_rate(step, steps_per_epoch, *, peak, warmup_epochs, epochs):
+  """Linear warm-up from 0 to `peak` over `warmup_epochs`, then cosine to 0.
+
+  Per step, in units of the fold's own epochs (folds differ in size). Works
+  on traced values; equals optax.warmup_cosine_decay_schedule(0, peak,
+  warmup_steps, total_steps, 0) for integer step counts.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  warm = jnp.asarray(warmup_epochs * steps_per_epoch, jnp.float32)
+  total = jnp.asarray(epochs * steps_per_epoch, jnp.float32)
+  up = peak * step / jnp.maximum(warm, 1.0)
+  frac = jnp.clip((step - warm) / jnp.maximum(total - warm, 1.0), 0.0, 1.0)
+  down = 0.5 * peak * (1.0 + jnp.cos(jnp.pi * frac))
+  return jnp.where(step < warm, up, down)
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str):
+  """'none' -> ones; 'balanced' -> w_i = M / (K * M_i) (0 for absent i)."""
+  if mode == "none":
+    return np.ones(num_classes, np.float32)
+  if mode != "balanced":
+    raise errors.ConfigError(f"class_weights={mode!r}; use none|balanced")
+  counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+  w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)),
+               0.0)
+  return w.astype(np.float32)
+
+
+def resolve_class_weights(config) -> str:
+  mode = config.train.class_weights
+  if mode == "auto":
+    return "balanced" if config.data.dataset == "samm" else "none"
+  return mode
+
+
+# ---------------------------------------------------------------------------
+# Folds and their batch schedules (host side, deterministic).
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class Fold:
+  """One LOSO fold: `index` is the subject's position in the sorted list."""
+  index: int
+  subject: str                 # held-out subject ('' for the final model)
+  train_idx: np.ndarray        # clip indices
+  test_idx: np.ndarray
+
+  @property
+  def name(self) -> str:
+    return self.subject.replace("/", "_") if self.subject else "final_model"
+
+  def steps_per_epoch(self, batch: int) -> int:
+    return max(1, math.ceil(len(self.train_idx) / batch))
+
+
+def make_folds(clips, subjects: Optional[Sequence[str]] = None,
+               final_model: bool = False) -> List[Fold]:
+  all_subjects = clips.subject_list()
+  if final_model:
+    return [Fold(len(all_subjects), "", np.arange(len(clips.labels)),
+                 np.zeros((0,), np.int64))]
+  chosen = list(all_subjects)
+  if subjects:
+    unknown = [s for s in subjects if s not in all_subjects]
+    # Accept ids without the '<dataset>/' prefix too.
+    fixed = []
+    for s in subjects:
+      if s in all_subjects:
+        fixed.append(s)
+        continue
+      match = [a for a in all_subjects if a.split("/", 1)[-1] == s]
+      if len(match) == 1:
+        fixed.append(match[0])
+    if len(fixed) != len(subjects):
+      raise errors.ConfigError(
+          f"--folds names unknown subjects {unknown}; this dataset has "
+          f"{all_subjects}.")
+    chosen = fixed
+  folds = []
+  for s in chosen:
+    test = np.flatnonzero(clips.subjects == s)
+    train = np.flatnonzero(clips.subjects != s)
+    folds.append(Fold(all_subjects.index(s), s, train, test))
+  return folds
+
+
+def epoch_schedule(fold: Fold, epoch: int, batch: int, seed: int,
+                   steps: int):
+  """(steps, B) clip indices, mask and (steps,) active flags for one epoch.
+
+  The order depends on (seed, fold, epoch) only. Steps past the fold's own
+  count are inactive; a short last batch is padded (mask False).
+  """
+  rng = np.random.default_rng([seed, fold.index, epoch])
+  order = fold.train_idx[rng.permutation(len(fold.train_idx))]
+  n_own = fold.steps_per_epoch(batch)
+  idx = np.zeros((steps, batch), np.int32)
+  mask = np.zeros((steps, batch), bool)
+  flat = np.zeros(n_own * batch, np.int32)
+  flat[:len(order)] = order
+  m = np.zeros(n_own * batch, bool)
+  m[:len(order)] = True
+  idx[:n_own] = flat.reshape(n_own, batch)
+  mask[:n_own] = m.reshape(n_own, batch)
+  active = np.arange(steps) < n_own
+  return idx, mask, active
+
+
+def eval_schedule(indices: np.ndarray, batches: int, batch: int):
+  """Pads `indices` to (batches, batch) with a mask."""
+  idx = np.zeros(batches * batch, np.int32)
+  mask = np.zeros(batches * batch, bool)
+  idx[:len(indices)] = indices
+  mask[:len(indices)] = True
+  return idx.reshape(batches, batch), mask.reshape(batches, batch)
+
+
+# ---------------------------------------------------------------------------
+# Device data, model inputs and the steps.
+# ---------------------------------------------------------------------------
+def device_data(clips, mesh):
+  """The dataset resident on device, replicated over the mesh."""
+  rep = NamedSharding(mesh, P())
+  return {
+      "frames": jax.device_put(clips.frames, rep),          # uint8
+      "weights": jax.device_put(clips.weights.astype(np.float32), rep),
+      "keyframe_pos": jax.device_put(clips.keyframe_pos.astype(np.int32), rep),
+      "labels": jax.device_put(clips.labels.astype(np.int32), rep),
+  }
+
+
+def model_inputs(data, idx, key=None, augment=False):
+  """Gathers clips `idx` (B,) -> (frames, keyframes, labels), on device."""
+  gathered = data["frames"][idx].astype(jnp.float32)  # (B, k, S, S, 3)
+  if augment:
+    gathered = augment_lib.augment(key, gathered)
+  frames, keyframes = temporal.assemble(
+      gathered, data["weights"][idx], data["keyframe_pos"][idx])
+  return frames, keyframes, data["labels"][idx]
+
+
+def make_optimizer(config):
+  return optax.inject_hyperparams(optax.adamw)(
+      learning_rate=float(config.train.learning_rate),
+      weight_decay=float(config.train.weight_decay))
+
+
+def make_steps(model, tx, config, mesh):
+  """Jitted (init, train_epoch, evaluate) over a leading fold axis."""
+  t = config.train
+  s = int(config.data.image_size)
+  nf = int(config.data.num_frames)
+  dummy = (jnp.zeros((1, nf + 1, s, s, 3)), jnp.zeros((1, 2, s, s, 3)))
+  augment = bool(config.data.augment)
+
+  def init_one(key):
+    params = model.init(key, *dummy)["params"]
+    return {"params": params, "opt_state": tx.init(params),
+            "step": jnp.zeros((), jnp.int32)}
+
+  def train_step_one(state, data, idx, mask, active, weights, spe, key):
+    """One fold, one step. idx/mask (B,), active (), weights (K,)."""
+    step_key = jax.random.fold_in(key, state["step"])
+    aug_key, drop_key = jax.random.split(step_key)
+    frames, keyframes, labels = model_inputs(data, idx, aug_key, augment)
+
+    def loss_fn(params):
+      logits, _ = model.apply({"params": params}, frames, keyframes,
+                              train=True, rngs={"dropout": drop_key})
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      w = weights[labels] * mask
+      # Weighted mean over the real clips (PyTorch's weighted CE reduction).
+      loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+      correct = jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
+      return loss, correct
+
+    (loss, correct), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"])
+    lr = learning_rate(state["step"], spe, peak=float(t.learning_rate),
+                       warmup_epochs=float(t.warmup_epochs),
+                       epochs=float(t.epochs))
+    opt_state = state["opt_state"]
+    opt_state.hyperparams["learning_rate"] = lr
+    updates, opt_state = tx.update(grads, opt_state, state["params"])
+    new = {"params": optax.apply_updates(state["params"], updates),
+           "opt_state": opt_state, "step": state["step"] + 1}
+    # Inactive steps (the fold has run out of batches) change nothing.
+    new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+    n = jnp.sum(mask) * active
+    return new, {"loss": loss * active, "lr": lr, "n": n,
+                 "correct": correct * active}
+
+  def train_epoch(state, data, idx, mask, active, weights, spe, keys):
+    """state: folds-leading pytree; idx/mask (S, F, B); active (S, F)."""
+    step_all = jax.vmap(train_step_one,
+                        in_axes=(0, None, 0, 0, 0, 0, 0, 0))
+
+    def body(st, xs):
+      i, m, a = xs
+      return step_all(st, data, i, m, a, weights, spe, keys)
+
+    return jax.lax.scan(body, state, (idx, mask, active))
+
+  def eval_one(params, data, idx):
+    """idx (nb, B) -> logits (nb, B, K) for one fold."""
+    def body(i):
+      frames, keyframes, _ = model_inputs(data, i)
+      return model.apply({"params": params}, frames, keyframes)[0]
+    return jax.lax.map(body, idx)
+
+  def evaluate(params, data, idx):
+    return jax.vmap(eval_one, in_axes=(0, None, 0))(params, data, idx)
+
+  fold_axis = NamedSharding(mesh, P("fold"))
+  rep = NamedSharding(mesh, P())
+  batch_spec = NamedSharding(mesh, P(None, "fold", "data"))
+  step_spec = NamedSharding(mesh, P(None, "fold"))
+  jit_init = jax.jit(jax.vmap(init_one), out_shardings=fold_axis)
+  jit_train = jax.jit(
+      train_epoch, donate_argnums=0,
+      in_shardings=(fold_axis, rep, batch_spec, batch_spec, step_spec,
+                    fold_axis, fold_axis, fold_axis),
+      out_shardings=(fold_axis, step_spec))
+  jit_eval = jax.jit(evaluate, in_shardings=(fold_axis, rep,
+                                             NamedSharding(mesh, P("fold"))),
+                     out_shardings=NamedSharding(mesh, P("fold")))
+  return jit_init, jit_train, jit_eval
+
+
+def make_mesh(num_folds: int, batch: int) -> Mesh:
+  """('fold', 'data') mesh: folds over devices first, then the batch."""
+  devices = np.asarray(jax.devices())
+  n = len(devices)
+  fold = math.gcd(num_folds, n)
+  data = math.gcd(batch, n // fold)
+  return Mesh(devices[:fold * data].reshape(fold, data), ("fold", "data"))
+
+
+# ---------------------------------------------------------------------------
+# Run directory: config check, per-fold checkpoints and results.
+# ---------------------------------------------------------------------------
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def check_workdir(config, workdir: str):
+  """Writes config.json, or refuses a workdir made with a different config."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  current = checkpoints.config_to_json(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    a, b = _flatten(stored), _flatten(current)
+    diff = sorted(k for k in set(a) | set(b)
+                  if k not in RESUME_INVARIANT and a.get(k) != b.get(k))
+    if diff:
+      lines = [f"  {k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in diff]
+      raise errors.ConfigError(
+          f"{workdir} holds a run made with a different config; refusing to "
+          "reuse it (its checkpoints and results would be mixed with this "
+          "run's). Differences:\n" + "\n".join(lines) +
+          "\nUse another --workdir, or the original settings to resume.")
+  with open(path, "w") as f:
+    json.dump(current, f, indent=2, sort_keys=True)
+
+
+def fold_dir(workdir: str, fold: Fold) -> str:
+  return os.path.join(workdir, "folds", fold.name)
+
+
+def _ckpt_manager(workdir, fold):
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(fold_dir(workdir, fold), "train_state")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def load_fold_result(workdir, fold) -> Optional[Dict[str, Any]]:
+  path = os.path.join(fold_dir(workdir, fold), "result.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  return None
+
+
+# ---------------------------------------------------------------------------
+# The experiment.
+# ---------------------------------------------------------------------------
+def validate(config):
+  t = config.train
+  if t.epochs < 1:
+    raise errors.ConfigError(f"train.epochs={t.epochs}: must be >= 1.")
+  if not 0 <= t.warmup_epochs <= t.epochs:
+    raise errors.ConfigError(
+        f"train.warmup_epochs={t.warmup_epochs} must lie in [0, epochs="
+        f"{t.epochs}].")
+  if t.batch_size < 1:
+    raise errors.ConfigError(f"train.batch_size={t.batch_size}: must be >= 1.")
+  if t.learning_rate <= 0:
+    raise errors.ConfigError("train.learning_rate must be positive.")
+  if t.selection not in ("fixed", "test_best"):
+    raise errors.ConfigError(
+        f"train.selection={t.selection!r}: use fixed | test_best.")
+  if t.eval_every_epochs < 1:
+    raise errors.ConfigError("train.eval_every_epochs must be >= 1.")
+  resolve_class_weights(config)
+  class_weights(np.zeros(1, np.int64), 1, resolve_class_weights(config))
+  if config.data.temporal not in ("keyframes", "reference", "uniform"):
+    raise errors.ConfigError(
+        f"data.temporal={config.data.temporal!r}: use keyframes | reference "
+        "| uniform.")
+  from_config(config.model)  # checks dtype
+  fp = str(t.fold_parallel)
+  if fp != "auto" and (not fp.isdigit() or int(fp) < 1):
+    raise errors.ConfigError(
+        f"train.fold_parallel={fp!r}: a positive integer or 'auto'.")
+
+
+def fold_parallelism(config, n_folds: int) -> int:
+  fp = str(config.train.fold_parallel)
+  if fp != "auto":
+    return max(1, min(int(fp), n_folds))
+  # 'auto': as many folds as fit in a quarter of device memory, estimated
+  # from the parameter count (params + 2 Adam moments + grads + activations).
+  from edmdbn_jax import profiling  # pylint: disable=g-import-not-at-top
+  n_params = profiling.param_counts(config)["total"]
+  stats = jax.devices()[0].memory_stats() or {}
+  limit = stats.get("bytes_limit")
+  if not limit:
+    return min(n_folds, max(1, len(jax.devices())))
+  s = int(config.data.image_size)
+  act = 60 * config.train.batch_size * (s / 224) ** 2 * 1.0e8  # bytes, rough
+  per_fold = 16 * n_params + act
+  return int(max(1, min(n_folds, limit // 2 // per_fold)))
+
+
+def load_data(config):
+  d = config.data
+  return input_pipeline.load_clips(
+      d.dataset, num_classes=int(config.model.num_classes),
+      image_size=int(d.image_size), num_frames=int(d.num_frames),
+      temporal=d.temporal, smic_apex=d.smic_apex,
+      data_dir=d.data_dir or None, manual_dir=d.manual_dir or None,
+      variant=d.get("variant", ""))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       clips=None) -> Dict[str, Any]:
+  """Runs (or resumes) LOSO for `config`, writing everything to `workdir`.
+
+  Args:
+    config: the resolved config (see edmdbn_jax/configs/edmdbn.py).
+    workdir: run directory.
+    clips: optional preloaded `input_pipeline.Clips` (tests, notebooks).
+
+  Returns:
+    The results dict also written to `<workdir>/results.json` (for
+    `train.final_model`, {'final_model': <model dir>}).
+  """
+  # 1. Config checks, before any work.
+  validate(config)
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  check_workdir(config, workdir)
+  t = config.train
+  cw_mode = resolve_class_weights(config)
+
+  # 2. Data, resident on device; folds.
+  if clips is None:
+    clips = load_data(config)
+  k = int(config.model.num_classes)
+  if len(clips.class_names) != k:
+    raise errors.ConfigError(
+        f"{clips.name} loaded with {len(clips.class_names)} classes but "
+        f"model.num_classes={k}.")
+  final_model = bool(t.get("final_model", False))
+  folds = make_folds(clips, list(t.get("folds", ()) or ()), final_model)
+  todo = [f for f in folds if load_fold_result(workdir, f) is None]
+  logging.info("%d folds, %d already finished, %d to train.", len(folds),
+               len(folds) - len(todo), len(todo))
+
+  # 3. Mesh, model, optimiser, steps.
+  group_size = fold_parallelism(config, max(1, len(todo)))
+  mesh = make_mesh(group_size, int(t.batch_size))
+  model = from_config(config.model)
+  tx = make_optimizer(config)
+  jit_init, jit_train, jit_eval = make_steps(model, tx, config, mesh)
+  data = device_data(clips, mesh)
+
+  from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
+  bar = progress.LosoProgress(todo, int(t.epochs), int(t.batch_size),
+                              enabled=bool(t.get("progress", True)))
+  writer = progress.summary_writer(workdir)
+
+  # 4. Train groups of folds.
+  try:
+    for g in range(0, len(todo), group_size):
+      group = todo[g:g + group_size]
+      _train_group(group, clips, data, config, workdir, model, jit_init,
+                   jit_train, jit_eval, cw_mode, bar, writer, mesh)
+  finally:
+    bar.close()
+    writer.close()
+
+  # 5. Scores and reports.
+  if final_model:
+    return {"final_model": os.path.join(workdir, "final_model")}
+  return score_run(workdir, folds, clips, config)
+
+
+def _pad_group(group: List[Fold], size: int) -> List[Fold]:
+  """Pads a short last group with copies of its first fold (then dropped)."""
+  return group + [group[0]] * (size - len(group))
+
+
+def _train_group(group, clips, data, config, workdir, model, jit_init,
+                 jit_train, jit_eval, cw_mode, bar, writer, mesh):
+  t = config.train
+  batch = int(t.batch_size)
+  k = int(config.model.num_classes)
+  n_real = len(group)
+  fold_size = mesh.shape["fold"]
+  padded = _pad_group(group, -(-n_real // fold_size) * fold_size)
+  nf = len(padded)
+  root = jax.random.key(int(t.seed))
+
+  # Per-fold constants.
+  spe = np.array([f.steps_per_epoch(batch) for f in padded], np.int32)
+  steps = int(spe.max())
+  weights = np.stack([class_weights(clips.labels[f.train_idx], k, cw_mode)
+                      for f in padded])
+  fold_keys = jax.vmap(lambda i: jax.random.fold_in(
+      jax.random.fold_in(root, 1), i))(jnp.array([f.index for f in padded]))
+  init_keys = jax.vmap(lambda i: jax.random.fold_in(
+      jax.random.fold_in(root, 0), i))(jnp.array([f.index for f in padded]))
+  n_test = max([len(f.test_idx) for f in padded] + [1])
+  ebatches = -(-n_test // EVAL_BATCH)
+  eidx, emask = zip(*[eval_schedule(f.test_idx, ebatches, EVAL_BATCH)
+                      for f in padded])
+  eidx, emask = np.stack(eidx), np.stack(emask)
+
+  # Restore or init. Every fold restores at the latest epoch all of them
+  # reached (a kill between two folds' saves leaves them one apart).
+  state = jit_init(init_keys)
+  managers = [_ckpt_manager(workdir, f) for f in group]
+  histories = [[] for _ in group]
+  start = 0
+  latest = [m.latest_step() for m in managers]
+  if all(s is not None for s in latest):
+    start = min(latest)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:],
+                                                           a.dtype), state)
+    restored = []
+    for i, m in enumerate(managers):
+      r = m.restore(start, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          history=ocp.args.JsonRestore()))
+      restored.append(r["state"])
+      histories[i] = r["history"]["history"]
+    restored += [restored[0]] * (nf - n_real)
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *restored)
+    state = jax.device_put(state, NamedSharding(mesh, P("fold")))
+    bar.resume(group, start)
+    logging.info("Resumed folds %s at epoch %d.", [f.name for f in group],
+                 start)
+
+  epochs = int(t.epochs)
+  for epoch in range(start, epochs):
+    sched = [epoch_schedule(f, epoch, batch, int(t.seed), steps)
+             for f in padded]
+    idx = np.stack([s[0] for s in sched], 1)     # (S, F, B)
+    mask = np.stack([s[1] for s in sched], 1)
+    active = np.stack([s[2] for s in sched], 1)  # (S, F)
+    state, m = jit_train(state, data, idx, mask, active, weights, spe,
+                         fold_keys)
+    m = jax.device_get(m)
+    done = epoch + 1
+    evaluate = (done % int(t.eval_every_epochs) == 0 or done == epochs)
+    if evaluate and len(group[0].test_idx):
+      logits = np.asarray(jax.device_get(
+          jit_eval(state["params"], data, eidx)))
+    for i, f in enumerate(group):
+      n = max(float(m["n"][:, i].sum()), 1.0)
+      rec = {"epoch": done,
+             "loss": float((m["loss"][:, i] * m["n"][:, i]).sum() / n),
+             "train_accuracy": float(m["correct"][:, i].sum() / n),
+             "lr": float(m["lr"][int(spe[i]) - 1, i])}
+      if evaluate and len(f.test_idx):
+        lg = logits[i][emask[i]]
+        rec["logits"] = lg.tolist()
+        pred = lg.argmax(-1)
+        lab = clips.labels[f.test_idx]
+        sc = metrics_lib.scores_from_confusion(
+            metrics_lib.confusion_matrix(lab, pred, k))
+        rec.update(test_accuracy=float(sc["accuracy"]),
+                   test_uf1=float(sc["uf1"]), test_uar=float(sc["uar"]))
+      histories[i].append(rec)
+      for key in ("loss", "train_accuracy", "lr", "test_accuracy",
+                  "test_uf1", "test_uar"):
+        if key in rec:
+          writer.add_scalar(f"{f.name}/{key}", rec[key], done)
+    # Checkpoint every fold of the group (the last epoch is kept as the
+    # fold's model and result below instead).
+    if done % int(t.get("checkpoint_every_epochs", 1)) or done == epochs:
+      bar.epoch_done(group, done, histories)
+      continue
+    for i, (f, mgr) in enumerate(zip(group, managers)):
+      one = jax.tree.map(lambda a, i=i: np.asarray(a[i]), state)
+      mgr.save(done, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(one),
+          history=ocp.args.JsonSave({"history": histories[i]})))
+    for mgr in managers:
+      mgr.wait_until_finished()
+    bar.epoch_done(group, done, histories)
+
+  # Finished: final model (last epoch) and the fold's result.
+  for i, (f, mgr) in enumerate(zip(group, managers)):
+    params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), state["params"])
+    target = (os.path.join(workdir, "final_model") if not f.subject
+              else os.path.join(fold_dir(workdir, f), "model"))
+    checkpoints.save_model(
+        target, {"params": params}, config, clips.class_names, step=epochs,
+        provenance={"run": workdir, "fold": f.subject or "all subjects",
+                    "epochs": epochs, "selection": "last epoch"})
+    result = {"subject": f.subject, "fold_index": f.index,
+              "train_clips": int(len(f.train_idx)),
+              "history": histories[i]}
+    with open(os.path.join(fold_dir(workdir, f), "result.json"), "w") as fh:
+      json.dump(result, fh)
+    mgr.close()
+
+
+def select_epoch(history: List[Dict[str, Any]], selection: str):
+  """The scored record of a fold: last evaluated epoch, or best on test."""
+  evaluated = [h for h in history if "logits" in h]
+  if not evaluated:
+    raise errors.CheckpointError("A finished fold has no evaluation.")
+  if selection == "fixed":
+    return evaluated[-1]
+  # test_best: highest held-out UF1, then accuracy; the earliest on ties.
+  return max(evaluated, key=lambda h: (h["test_uf1"], h["test_accuracy"],
+                                       -h["epoch"]))
+
+
+def fold_results(workdir, folds, clips, selection):
+  out = []
+  for f in folds:
+    res = load_fold_result(workdir, f)
+    rec = select_epoch(res["history"], selection)
+    logits = np.asarray(rec["logits"], np.float32)
+    out.append(metrics_lib.FoldResult(
+        subject=f.subject, labels=clips.labels[f.test_idx],
+        preds=logits.argmax(-1), clips=list(clips.clips[f.test_idx]),
+        datasets=list(clips.datasets[f.test_idx]), logits=logits,
+        epoch=int(rec["epoch"])))
+  return out
+
+
+def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
+  """Scores every fold under both protocols; writes the headline's reports."""
+  k = int(config.model.num_classes)
+  selection = config.train.selection
+  results = {}
+  for sel in ("fixed", "test_best"):
+    fr = fold_results(workdir, folds, clips, sel)
+    note = (f"{len(folds)} LOSO folds, {config.train.epochs} epochs, "
+            f"dataset {clips.name}, seed {config.train.seed}")
+    results[sel] = metrics_lib.summarize(
+        fr, k, list(clips.class_names), selection=sel, protocol_note=note)
+    if sel == selection:
+      report_lib.write_all(results[sel], fr, workdir, list(clips.class_names))
+  headline = results[selection]
+  # The other protocol rides along, labelled, for comparison.
+  other = "test_best" if selection == "fixed" else "fixed"
+  headline["other_selection"] = {
+      "selection": other, "aggregated": results[other]["aggregated"],
+      "protocol": results[other]["protocol"]}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(headline, f, indent=2)
+  return headline

@@ -1,0 +1,73 @@
+r"""Converts the authors' released PyTorch weights into a toolkit model directory.
+
+  python -m experiments.import_torch --checkpoint=edmdbn_casme2.pt \
+      --workdir=runs/imported --config=edmdbn_jax/configs/edmdbn.py:paper
+
+Reads a `.pt` / `.pth` (a state dict, or a dict holding one under
+'state_dict' / 'model') or a Lightning `.ckpt` (keys prefixed 'model.').
+Needs PyTorch (`pip install -e .[torch]`); torch is used only to unpickle.
+The released model uses the 3D (8, 4, 4) patch conv in the entire branch; by
+default the conversion keeps only its first temporal tap (the same function,
+see edmdbn_jax/interop/torch_reference.py); pass
+`--config=...:paper,entire_patch_embed=3d` to keep the full conv.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from edmdbn_jax import checkpoints
+from edmdbn_jax import errors
+from edmdbn_jax.interop import torch_reference
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "edmdbn_jax/configs/edmdbn.py:paper", "Model config.",
+    lock_config=False)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch .pt/.ckpt file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output model directory.")
+_CLASS_NAMES = flags.DEFINE_list(
+    "class_names", None, "Class names in the checkpoint's label order "
+    "(default: the paper's order for the configured dataset, if known).")
+
+
+def read_torch_state_dict(path: str):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise errors.ConfigError(
+        "Reading a PyTorch checkpoint needs torch: pip install -e '.[torch]'"
+    ) from e
+  obj = torch.load(path, map_location="cpu", weights_only=False)
+  for key in ("state_dict", "model", "model_state_dict"):
+    if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+      obj = obj[key]
+      break
+  if not isinstance(obj, dict):
+    raise errors.CheckpointError(
+        f"{path} holds a {type(obj).__name__}, not a state dict.")
+  return {k: v.detach().cpu().numpy() for k, v in obj.items()
+          if hasattr(v, "detach")}
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  if not _CHECKPOINT.value or not _WORKDIR.value:
+    raise app.UsageError("--checkpoint and --workdir are required.")
+  sd = read_torch_state_dict(_CHECKPOINT.value)
+  variables = torch_reference.convert_state_dict(sd, config)
+  names = _CLASS_NAMES.value
+  k = int(config.model.num_classes)
+  if names is None:
+    names = [f"class{i}" for i in range(k)]
+  if len(names) != k:
+    raise app.UsageError(f"--class_names has {len(names)} names for {k} "
+                         "classes.")
+  out = checkpoints.save_model(
+      _WORKDIR.value, variables, config, names,
+      provenance={"source": "torch", "checkpoint": _CHECKPOINT.value})
+  print(f"Wrote {out} ({len(sd)} tensors converted).")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,190 @@
+r"""Leave-one-subject-out training and scoring of EDMDBN.
+
+  python -m experiments.loso --dataset=synthetic          # built-in data
+  python -m experiments.loso --dataset=casme2 --manual_dir=~/data/me
+  python -m experiments.loso --dataset=samm --noaccumulated_attention
+  python -m experiments.loso --dataset=casme2 --config.train.epochs=30
+
+The config defaults to the `tiny` variant on the synthetic dataset and to
+`paper` elsewhere (`--config=edmdbn_jax/configs/edmdbn.py:VARIANT` picks
+another). The shortcut flags below override config fields; they have no
+defaults of their own, and setting a field both ways to different values is an
+error. Running the same command again resumes; the run directory defaults to
+`runs/<dataset>_<K>class_<variant>[_<ablation>]`.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from edmdbn_jax import errors
+from edmdbn_jax import train
+from edmdbn_jax.configs import edmdbn as edmdbn_config
+from edmdbn_jax.datasets import BUILDERS
+
+DEFAULT_CLASSES = {"synthetic": 5, "casme2": 5, "samm": 5, "mmew": 5,
+                   "smic_hs": 3, "megc2019_composite": 3}
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file and variant, e.g. "
+    "edmdbn_jax/configs/edmdbn.py:paper (default: tiny on synthetic data, "
+    "paper otherwise).", lock_config=False)
+_DATASET = flags.DEFINE_enum("dataset", "synthetic", sorted(BUILDERS),
+                             "Dataset to run LOSO on.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
+
+# Shortcuts for config fields: (flag, config path).
+SHORTCUTS = {
+    "num_classes": "model.num_classes",
+    "accumulated_attention": "model.accumulated_attention",
+    "branches": "model.branches",
+    "fusion": "model.fusion",
+    "motion": "model.motion",
+    "dtype": "model.dtype",
+    "temporal": "data.temporal",
+    "data_dir": "data.data_dir",
+    "manual_dir": "data.manual_dir",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "learning_rate": "train.learning_rate",
+    "warmup_epochs": "train.warmup_epochs",
+    "class_weights": "train.class_weights",
+    "seed": "train.seed",
+    "selection": "train.selection",
+    "fold_parallel": "train.fold_parallel",
+    "folds": "train.folds",
+    "final_model": "train.final_model",
+}
+flags.DEFINE_integer("num_classes", None, "Class set (3, 4 or 5).")
+flags.DEFINE_bool("accumulated_attention", None,
+                  "Token Attention with accumulation (--noaccumulated_attention"
+                  " for the ablation).")
+flags.DEFINE_enum("branches", None, ["both", "entire", "detail"],
+                  "Which motion branches.")
+flags.DEFINE_enum("fusion", None, ["add", "concat"], "Branch fusion.")
+flags.DEFINE_enum("motion", None, ["pixel", "feature"],
+                  "Pixel differences or Table 7 feature subtraction.")
+flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "Compute dtype.")
+flags.DEFINE_enum("temporal", None, ["keyframes", "reference", "uniform"],
+                  "Temporal normalisation.")
+flags.DEFINE_string("data_dir", None, "tfds data dir (~/tensorflow_datasets).")
+flags.DEFINE_string("manual_dir", None, "Where the licensed raw data lies.")
+flags.DEFINE_integer("epochs", None, "Training epochs per fold.")
+flags.DEFINE_integer("batch_size", None, "Batch size.")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
+flags.DEFINE_integer("warmup_epochs", None, "Linear warm-up epochs.")
+flags.DEFINE_enum("class_weights", None, ["none", "balanced", "auto"],
+                  "Loss class weights (auto: balanced on SAMM).")
+flags.DEFINE_integer("seed", None, "Random seed.")
+flags.DEFINE_enum("selection", None, ["fixed", "test_best"],
+                  "fixed: score the last epoch. test_best: per fold, the "
+                  "epoch best on the held-out subject (optimistic; labelled).")
+flags.DEFINE_string("fold_parallel", None,
+                    "Folds trained at once (an integer or 'auto').")
+flags.DEFINE_list("folds", None, "Held-out subjects to run (default: all).")
+flags.DEFINE_bool("final_model", None,
+                  "Train on all subjects and save the model for inference.")
+
+
+def _get(config, path):
+  node = config
+  for part in path.split("."):
+    node = node[part]
+  return node
+
+
+def _set(config, path, value):
+  *head, last = path.split(".")
+  node = config
+  for part in head:
+    node = node[part]
+  if isinstance(node[last], tuple):
+    value = tuple(value)
+  node[last] = value
+
+
+def resolve_config(argv_flags=flags.FLAGS):
+  """The config from --config, --config.* overrides and the shortcut flags.
+
+  Raises ConfigError for contradictory or impossible settings.
+  """
+  dataset = argv_flags.dataset
+  variant = "tiny" if dataset == "synthetic" else "paper"
+  config = _CONFIG.value
+  if config is None:
+    config = edmdbn_config.get_config(variant)
+    baseline = edmdbn_config.get_config(variant)
+  else:
+    baseline = edmdbn_config.get_config(config.get("variant", variant))
+  if config.data.dataset != dataset:
+    if _get(config, "data.dataset") != _get(baseline, "data.dataset"):
+      raise errors.ConfigError(
+          f"--dataset={dataset} contradicts --config.data.dataset="
+          f"{config.data.dataset}.")
+    config.data.dataset = dataset
+  if argv_flags["num_classes"].value is None and (
+      config.model.num_classes == baseline.model.num_classes):
+    config.model.num_classes = DEFAULT_CLASSES[dataset]
+  for flag, path in SHORTCUTS.items():
+    value = argv_flags[flag].value
+    if value is None:
+      continue
+    current, default = _get(config, path), _get(baseline, path)
+    if isinstance(current, tuple):
+      value = tuple(value)
+    if current != default and current != value:
+      raise errors.ConfigError(
+          f"--{flag}={value!r} contradicts --config.{path}={current!r}; set "
+          "it once.")
+    _set(config, path, value)
+  return config
+
+
+def default_workdir(config) -> str:
+  m = config.model
+  parts = [config.data.dataset, f"{m.num_classes}class", config.variant]
+  if not m.accumulated_attention:
+    parts.append("noaa")
+  if m.branches != "both":
+    parts.append(m.branches)
+  if m.fusion != "add":
+    parts.append(m.fusion)
+  if m.motion != "pixel":
+    parts.append("featuresub")
+  if config.data.temporal != "keyframes":
+    parts.append(config.data.temporal)
+  if config.train.final_model:
+    parts.append("final")
+  return os.path.join("runs", "_".join(str(p) for p in parts))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  try:
+    config = resolve_config()
+    workdir = _WORKDIR.value or default_workdir(config)
+    logging.info("Config:\n%s", config)
+    print(f"LOSO on {config.data.dataset} ({config.model.num_classes} "
+          f"classes, {config.variant} config), run directory {workdir}",
+          flush=True)
+    results = train.train_and_evaluate(config, workdir)
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if "final_model" in results:
+    print(f"Final model written to {results['final_model']}")
+    return
+  md = os.path.join(workdir, "results.md")
+  with open(md) as f:
+    print(f.read())
+  print(f"Everything is in {workdir} (results.json, results.md, "
+        "predictions.csv, confusion.png, tensorboard/).")
+
+
+if __name__ == "__main__":
+  app.run(main)
