@@ -95,6 +95,7 @@ class EDMDBN(nn.Module):
   fusion: str = "add"
   motion: str = "pixel"
   entire_patch_embed: str = "2d"
+  gradcam_hooks: bool = False  # see SwinBackbone3D; set by edmdbn_jax.explain
   dtype: Dtype = jnp.float32
 
   def setup(self):
@@ -117,7 +118,7 @@ class EDMDBN(nn.Module):
           attn_drop_rate=self.attn_drop_rate,
           drop_path_rate=self.drop_path_rate,
           token_attention=self.accumulated_attention, accumulate=True,
-          dtype=self.dtype)
+          gradcam_hooks=self.gradcam_hooks, dtype=self.dtype)
 
     patch = tuple(self.patch_size)
     if self.branches in ("both", "entire"):

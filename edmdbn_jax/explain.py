@@ -1,0 +1,165 @@
+"""Grad-CAM and Token Attention maps for EDMDBN, and the figures made of them.
+
+Grad-CAM (Selvaraju et al. 2017) for class c on a feature map A (h, w, C):
+  alpha_c[k] = mean_{i,j} d logit_c / d A[i, j, k]
+  cam_c[i, j] = ReLU(sum_k alpha_c[k] A[i, j, k]), then divided by its maximum
+  (an all-zero map stays zero), so every map lies in [0, 1].
+
+Targets: 'fused' (the 14 x 14 map the head reads; the paper's Fig. 6) or
+'entire' / 'detail' (that branch's last-stage output, after Token Attention;
+for the detail branch averaged over its temporal tokens).
+"""
+
+from typing import Dict, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TARGETS = ("fused", "entire", "detail")
+
+
+def _normalise(cam):
+  """(..., h, w) -> each map divided by its max (zeros stay zeros)."""
+  peak = jnp.max(cam, axis=(-2, -1), keepdims=True)
+  return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+
+def cam_from_gradients(feature, grads):
+  """feature, grads: (B, h, w, C) -> normalised Grad-CAM (B, h, w)."""
+  alpha = jnp.mean(grads, axis=(1, 2), keepdims=True)
+  cam = jax.nn.relu(jnp.sum(alpha * feature, axis=-1))
+  return _normalise(cam)
+
+
+def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
+            target: str = "fused"):
+  """Grad-CAM maps of `classes` on `target`.
+
+  Args:
+    model: an EDMDBN module.
+    variables: {'params': ...}.
+    frames, keyframes: normalised model inputs (B, T+1, H, W, 3), (B, 2, ...).
+    classes: class indices to explain.
+    target: 'fused', 'entire' or 'detail'.
+
+  Returns:
+    dict with 'cams' float32 (B, len(classes), h, w) in [0, 1], 'logits'
+    (B, K) and 'probabilities' (B, K).
+  """
+  if target not in TARGETS:
+    raise ValueError(f"target={target!r}; choose from {TARGETS}")
+  params = {"params": variables["params"]}
+  if target == "fused":
+    fused, _ = model.apply(params, frames, keyframes, method="features")
+    logits_fn = lambda a: model.apply(params, a, method="classify")
+    logits = logits_fn(fused)
+    cams = []
+    for c in classes:
+      g = jax.grad(lambda a, c=c: jnp.sum(logits_fn(a)[:, c]))(fused)
+      cams.append(cam_from_gradients(fused.astype(jnp.float32),
+                                     g.astype(jnp.float32)))
+  else:
+    if target not in ("entire", "detail") or (
+        model.branches not in ("both", target)):
+      raise ValueError(f"The model has no {target} branch "
+                       f"(branches={model.branches!r}).")
+    hooked = model.clone(gradcam_hooks=True)
+    (logits, out), pert = hooked.apply(params, frames, keyframes,
+                                       mutable=["perturbations"])
+    stage = f"stage{len(model.depths)}"
+    feature = out[target][stage]  # (B, D, h, w, C)
+    cams = []
+    for c in classes:
+      def f(p, c=c):
+        lg, _ = hooked.apply({**params, "perturbations": p}, frames,
+                             keyframes)
+        return jnp.sum(lg[:, c])
+      g = jax.grad(f)(pert["perturbations"])[target][stage]
+      # Temporal tokens: average features and gradients over D.
+      cams.append(cam_from_gradients(
+          jnp.mean(feature, 1).astype(jnp.float32),
+          jnp.mean(g, 1).astype(jnp.float32)))
+  cams = jnp.stack(cams, axis=1)
+  return {"cams": cams, "logits": logits,
+          "probabilities": jax.nn.softmax(logits, -1)}
+
+
+def attention_maps(out: Dict) -> Dict[str, np.ndarray]:
+  """Accumulated Token Attention maps from a forward pass's `out`.
+
+  Returns {'<branch>/attention<i>': (B, h_i, w_i)} (averaged over temporal
+  tokens), empty when the model has no Token Attention.
+  """
+  maps = {}
+  for branch in ("entire", "detail"):
+    for key, value in sorted(out.get(branch, {}).items()):
+      if key.startswith("attention"):
+        maps[f"{branch}/{key}"] = np.asarray(
+            jnp.mean(value[..., 0], axis=1), np.float32)
+  return maps
+
+
+def upsample(maps, size: int):
+  """(..., h, w) -> (..., size, size), bilinear."""
+  maps = jnp.asarray(maps, jnp.float32)
+  shape = maps.shape[:-2] + (size, size)
+  return jax.image.resize(maps, shape, "bilinear")
+
+
+def overlay(image, cam, alpha: float = 0.45):
+  """uint8 RGB (H, W, 3) + map (h, w) in [0, 1] -> uint8 RGB overlay (jet)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  cam = np.asarray(upsample(cam, image.shape[0]))
+  cam = np.clip(cam, 0.0, 1.0)
+  colour = matplotlib.colormaps["jet"](cam)[..., :3] * 255.0
+  out = (1 - alpha) * np.asarray(image, np.float32) + alpha * colour
+  return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def motion_image(onset, apex):
+  """uint8 onset/apex (H, W, 3) -> uint8 visualisation of apex - onset."""
+  d = np.asarray(apex, np.float32) - np.asarray(onset, np.float32)
+  scale = max(np.abs(d).max(), 1.0)
+  return np.clip(127.5 + 127.5 * d / scale, 0, 255).astype(np.uint8)
+
+
+def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
+               probabilities, title: str = "",
+               attention: Optional[Dict[str, np.ndarray]] = None,
+               label: Optional[str] = None):
+  """Writes a PNG: onset, apex, entire motion, one overlay per class.
+
+  Args:
+    onset, apex: uint8 (H, W, 3) frames of one clip.
+    cams: (len(class_names), h, w) maps in [0, 1].
+    probabilities: (len(class_names),) the model's probabilities.
+    attention: optional {'name': (h, w)} maps shown on an extra row.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  n = 3 + len(class_names)
+  rows = 2 if attention else 1
+  fig, axes = plt.subplots(rows, n, figsize=(2.2 * n, 2.5 * rows),
+                           squeeze=False)
+  tiles = [("onset", onset), ("apex", apex),
+           ("apex - onset", motion_image(onset, apex))]
+  for c, name in enumerate(class_names):
+    mark = " (true)" if label is not None and name == label else ""
+    tiles.append((f"{name}{mark}\np={float(probabilities[c]):.2f}",
+                  overlay(apex, cams[c])))
+  for ax, (name, img) in zip(axes[0], tiles):
+    ax.imshow(img)
+    ax.set_title(name, fontsize=8)
+    ax.axis("off")
+  if attention:
+    for ax in axes[1]:
+      ax.axis("off")
+    for ax, (name, m) in zip(axes[1], sorted(attention.items())):
+      ax.imshow(m, cmap="viridis", vmin=0.0)
+      ax.set_title(f"TA {name}", fontsize=7)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

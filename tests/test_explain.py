@@ -1,0 +1,91 @@
+"""Grad-CAM and attention maps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from edmdbn_jax import explain
+from edmdbn_jax.configs import edmdbn as configs
+from edmdbn_jax.models import from_config
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  cfg = configs.get_config("tiny")
+  cfg.model.depths = (1, 1, 1)
+  cfg.model.embed_dim = 16
+  model = from_config(cfg.model)
+  k1, k2 = jax.random.split(jax.random.key(3))
+  frames = jax.random.normal(k1, (2, 9, 32, 32, 3))
+  keyframes = jax.random.normal(k2, (2, 2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  return model, {"params": variables["params"]}, frames, keyframes
+
+
+def test_cam_from_gradients_by_hand():
+  feature = jnp.zeros((1, 3, 3, 2)).at[0, 1, 2, 0].set(4.0).at[0, 0, 0, 1].set(
+      1.0)
+  grads = jnp.zeros((1, 3, 3, 2)).at[0, :, :, 0].set(1.0).at[0, :, :, 1].set(
+      -1.0)
+  cam = np.asarray(explain.cam_from_gradients(feature, grads))[0]
+  want = np.zeros((3, 3))
+  want[1, 2] = 1.0  # channel 0 positive weight; channel 1 negative (ReLU'd)
+  np.testing.assert_allclose(cam, want, atol=1e-6)
+
+
+def test_gradcam_peaks_where_the_logit_reads(tiny):
+  """A head that reads only fused position (1, 0) for class 0."""
+  model, variables, frames, keyframes = tiny
+  fused, _ = model.apply(variables, frames, keyframes, method="features")
+  _, h, w, c = fused.shape
+  i0, j0 = 1, 0
+  kernel = np.zeros((c * h * w, model.num_classes), np.float32)
+  # Channel-major flattening: input index = ch * h * w + i * w + j.
+  sign = np.sign(np.asarray(fused[0, i0, j0]))
+  kernel[np.arange(c) * h * w + i0 * w + j0, 0] = sign
+  params = jax.tree.map(lambda a: a, variables["params"])
+  params["head"] = {"kernel": jnp.asarray(kernel),
+                    "bias": jnp.zeros(model.num_classes)}
+  res = explain.gradcam(model, {"params": params}, frames[:1], keyframes[:1],
+                        classes=[0, 1])
+  cams = np.asarray(res["cams"])
+  assert cams.shape == (1, 2, h, w)
+  assert np.unravel_index(cams[0, 0].argmax(), (h, w)) == (i0, j0)
+  assert cams[0, 0].max() == pytest.approx(1.0)
+  # Class 1 does not depend on the features at all: an all-zero map.
+  assert not cams[0, 1].any()
+
+
+@pytest.mark.parametrize("target", ["fused", "entire", "detail"])
+def test_gradcam_maps_finite_and_normalised(tiny, target):
+  model, variables, frames, keyframes = tiny
+  res = explain.gradcam(model, variables, frames, keyframes, classes=[0, 2],
+                        target=target)
+  cams = np.asarray(res["cams"])
+  assert cams.shape[:2] == (2, 2)
+  assert np.isfinite(cams).all()
+  assert cams.min() >= 0.0 and cams.max() <= 1.0 + 1e-6
+  peaks = cams.max(axis=(2, 3))
+  assert np.all((np.abs(peaks - 1.0) < 1e-5) | (peaks == 0.0))
+  np.testing.assert_allclose(np.asarray(res["probabilities"]).sum(-1), 1.0,
+                             rtol=1e-5)
+
+
+def test_attention_maps_and_panel(tiny, tmp_path):
+  model, variables, frames, keyframes = tiny
+  _, out = model.apply(variables, frames, keyframes)
+  maps = explain.attention_maps(out)
+  assert set(maps) == {f"{b}/attention{i}" for b in ("entire", "detail")
+                       for i in (1, 2, 3)}
+  assert maps["entire/attention1"].shape == (2, 8, 8)
+  assert ((maps["detail/attention3"] >= 0) & (maps["detail/attention3"] <= 1)
+          ).all()
+  img = np.full((32, 32, 3), 100, np.uint8)
+  cams = np.random.default_rng(0).random((5, 2, 2))
+  path = tmp_path / "panel.png"
+  explain.save_panel(str(path), img, img + 5, cams, list("abcde"),
+                     np.full(5, 0.2), title="t",
+                     attention={k: v[0] for k, v in maps.items()})
+  import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
+  assert mpimg.imread(str(path)).shape[0] > 100
