@@ -1,0 +1,189 @@
+"""Prediction on new material: a video file or a folder of frames.
+
+  from edmdbn_jax import predict
+  p = predict.Predictor("runs/casme2_5class_paper/final_model")
+  result = p.predict_video("clip.mp4")            # keyframes estimated
+  result = p.predict_frames("frames/", onset=46, apex=59, offset=86)
+  print(result.probabilities, result.predicted)
+
+Steps: read the frames (OpenCV), pick keyframes (given, or onset = first
+frame, offset = last, apex = the frame most different from onset), detect and
+align the face on the onset frame with the toolkit's preprocessing and apply
+the same transform to every frame, store an even subsample of at most
+DEFAULT_MAX_STORED_FRAMES frames from onset to offset (with the keyframes
+exactly, as the dataset builders do), apply the model's temporal
+normalisation and run it. Grad-CAM maps come with every prediction.
+"""
+
+import dataclasses
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from edmdbn_jax import checkpoints
+from edmdbn_jax import errors
+from edmdbn_jax import explain
+from edmdbn_jax.data import temporal
+from edmdbn_jax.datasets.features import DEFAULT_MAX_STORED_FRAMES
+
+
+@dataclasses.dataclass
+class Prediction:
+  class_names: Tuple[str, ...]
+  probabilities: np.ndarray          # (K,)
+  onset: int                         # keyframes as positions in the input
+  apex: int
+  offset: int
+  apex_estimated: bool
+  cams: np.ndarray                   # (K, h, w) Grad-CAM on the fused map
+  onset_frame: np.ndarray            # aligned uint8 (S, S, 3)
+  apex_frame: np.ndarray
+
+  @property
+  def predicted(self) -> str:
+    return self.class_names[int(np.argmax(self.probabilities))]
+
+  def as_dict(self):
+    return {"predicted": self.predicted,
+            "probabilities": {c: float(p) for c, p in
+                              zip(self.class_names, self.probabilities)},
+            "onset": self.onset, "apex": self.apex, "offset": self.offset,
+            "apex_estimated": self.apex_estimated}
+
+  def save_heatmap(self, path: str, title: str = ""):
+    explain.save_panel(path, self.onset_frame, self.apex_frame, self.cams,
+                       self.class_names, self.probabilities,
+                       title=title or f"predicted {self.predicted}")
+
+
+def stored_positions(onset: int, apex: int, offset: int,
+                     cap: int = DEFAULT_MAX_STORED_FRAMES) -> np.ndarray:
+  """Even subsample of [onset, offset] (<= cap frames) holding the keyframes."""
+  n = offset - onset + 1
+  if n <= cap:
+    return np.arange(onset, offset + 1)
+  pos = np.round(np.linspace(onset, offset, cap - 1)).astype(int)
+  return np.unique(np.concatenate([pos, [onset, apex, offset]]))
+
+
+def check_keyframes(n: int, onset, apex, offset, source: str):
+  """Validates keyframe positions in a sequence of n frames."""
+  if n < 2:
+    raise errors.DataError(
+        f"{source}: {n} frame(s); a micro-expression clip needs at least 2 "
+        "(onset and apex).")
+  for name, v in (("onset", onset), ("apex", apex), ("offset", offset)):
+    if v is not None and not 0 <= v < n:
+      raise errors.DataError(
+          f"{source}: --{name}={v} is outside the clip's {n} frames "
+          f"(0..{n - 1}).")
+  o = 0 if onset is None else onset
+  f = n - 1 if offset is None else offset
+  if not o < f:
+    raise errors.DataError(
+        f"{source}: onset {o} must come before offset {f}.")
+  if apex is not None and not o < apex <= f:
+    raise errors.DataError(
+        f"{source}: keyframes out of order (onset {o}, apex {apex}, offset "
+        f"{f}); need onset < apex <= offset.")
+  return o, f
+
+
+class Predictor:
+  """A model directory loaded once, applied to many clips."""
+
+  def __init__(self, model_dir: str,
+               expected_classes: Optional[Sequence[str]] = None,
+               align: bool = True, upsample: int = 0):
+    self.model, self.variables, self.config, self.class_names = (
+        checkpoints.load_model(model_dir))
+    if expected_classes is not None:
+      exp = tuple(expected_classes)
+      if exp and all(e.isdigit() for e in exp) and len(exp) == 1:
+        if int(exp[0]) != len(self.class_names):
+          raise errors.CheckpointError(
+              f"{model_dir} is a {len(self.class_names)}-class model "
+              f"{self.class_names}, not {exp[0]}-class.")
+      elif tuple(e.lower() for e in exp) != tuple(
+          c.lower() for c in self.class_names):
+        raise errors.CheckpointError(
+            f"{model_dir} predicts {self.class_names}, not {exp}.")
+    from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
+    self.image_size = int(self.config.data.image_size)
+    self.preprocessor = FacePreprocessor(image_size=self.image_size,
+                                         align=align, upsample=upsample)
+
+  def predict_array(self, frames, onset=None, apex=None, offset=None,
+                    source: str = "clip") -> Prediction:
+    """frames: uint8 (N, H, W, 3) RGB; keyframes are positions 0..N-1."""
+    from edmdbn_jax.preprocess import estimate_apex  # pylint: disable=g-import-not-at-top
+    frames = np.asarray(frames)
+    o, f = check_keyframes(len(frames), onset, apex, offset, source)
+    estimated = apex is None
+    if estimated:
+      apex = o + int(estimate_apex(frames[o:f + 1]))
+      if apex == o:
+        raise errors.DataError(
+            f"{source}: no frame differs from the onset frame; is this a "
+            "still image? Pass --apex.")
+    pos = stored_positions(o, apex, f)
+    aligned = self.preprocessor.process_clip(
+        [frames[p] for p in pos], source)
+    where = {int(p): i for i, p in enumerate(pos)}
+    t = int(self.config.data.num_frames)
+    plan = temporal.plan(where[o], where[apex], where[f], len(pos),
+                         num_frames=t, mode=self.config.data.temporal)
+    gathered = aligned[plan.indices][None].astype(np.float32)
+    inputs = temporal.assemble(gathered, plan.weights[None],
+                               plan.keyframe_pos[None])
+    res = explain.gradcam(self.model, self.variables, *inputs,
+                          classes=list(range(len(self.class_names))))
+    return Prediction(
+        class_names=tuple(self.class_names),
+        probabilities=np.asarray(res["probabilities"][0]),
+        onset=o, apex=int(apex), offset=f, apex_estimated=estimated,
+        cams=np.asarray(res["cams"][0]), onset_frame=aligned[where[o]],
+        apex_frame=aligned[where[apex]])
+
+  def predict_video(self, path: str, onset=None, apex=None, offset=None):
+    """Keyframes are 0-based frame indices of the video."""
+    from edmdbn_jax.preprocess import read_video  # pylint: disable=g-import-not-at-top
+    frames = read_video(path)
+    return self.predict_array(frames, onset, apex, offset, source=path)
+
+  def predict_frames(self, directory: str, onset=None, apex=None,
+                     offset=None):
+    """Keyframes are the frame numbers in the file names (as annotations)."""
+    from edmdbn_jax.preprocess import io  # pylint: disable=g-import-not-at-top
+    paths = io.list_frames(directory)
+    numbers = [io.frame_number(p) for p in paths]
+    index = {n: i for i, n in enumerate(numbers)}
+
+    def to_pos(name, v):
+      if v is None:
+        return None
+      if v not in index:
+        raise errors.DataError(
+            f"{directory}: no frame numbered {v} for --{name} (frames "
+            f"{numbers[0]}..{numbers[-1]}).")
+      return index[v]
+
+    o, a, f = (to_pos("onset", onset), to_pos("apex", apex),
+               to_pos("offset", offset))
+    lo = 0 if o is None else o
+    hi = len(paths) - 1 if f is None else f
+    check_keyframes(len(paths), o, a, f, directory)
+    # Read only what is needed: onset..offset.
+    frames = np.stack([io.load_image(p) for p in paths[lo:hi + 1]])
+    shift = lambda v: None if v is None else v - lo
+    pred = self.predict_array(frames, shift(o), shift(a), shift(f),
+                              source=directory)
+    pred.onset = numbers[lo + pred.onset]
+    pred.apex = numbers[lo + pred.apex]
+    pred.offset = numbers[lo + pred.offset]
+    return pred
+
+
+def is_video(path: str) -> bool:
+  return os.path.isfile(path)

@@ -1,0 +1,133 @@
+r"""Grad-CAM panels for clips of a LOSO run (or any toolkit model directory).
+
+  python -m experiments.gradcam --workdir=runs/synthetic_5class_tiny \
+      --fold=synthetic/s01 [--clips=s01_c000,s01_c003] [--target=fused]
+
+For each clip it writes to `<workdir>/gradcam/<fold>/` (or --output):
+  <clip>.png        onset, apex, apex - onset, one heatmap overlay per class
+                    (and the accumulated Token Attention maps),
+  <clip>_cams.npy   the raw maps (K, h, w) in [0, 1],
+  <clip>_attention.npz  the Token Attention maps.
+By default the fold's held-out clips are explained with the fold's model
+(the model after the last epoch). `--model_dir` uses another model directory
+(e.g. `<workdir>/final_model`) with the run's dataset.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from edmdbn_jax import checkpoints
+from edmdbn_jax import errors
+from edmdbn_jax import explain
+from edmdbn_jax import train
+from edmdbn_jax.data import temporal
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A LOSO run directory.")
+_FOLD = flags.DEFINE_string("fold", None, "Held-out subject of the fold "
+                            "(e.g. 'casme2/sub01' or 'sub01').")
+_CLIPS = flags.DEFINE_list("clips", None, "Clip names (default: all the "
+                           "fold's held-out clips).")
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model directory to use "
+                                 "instead of the fold's.")
+_TARGET = flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
+                            "Feature map to explain.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output directory.")
+
+
+def run(workdir, fold_name=None, clip_names=None, model_dir=None,
+        target="fused", output=None):
+  """Writes panels and maps; returns the list of PNG paths."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
+    raise errors.CheckpointError(
+        f"{workdir} is not a LOSO run directory (no config.json).")
+  import json  # pylint: disable=g-import-not-at-top
+  with open(cfg_path) as f:
+    config = checkpoints.config_from_json(json.load(f))
+  clips = train.load_data(config)
+  subjects = clips.subject_list()
+  fold = None
+  if fold_name:
+    match = [s for s in subjects if s == fold_name or
+             s.split("/", 1)[-1] == fold_name]
+    if len(match) != 1:
+      raise errors.ConfigError(
+          f"--fold={fold_name!r} is not a subject of this run; subjects: "
+          f"{subjects}")
+    fold = train.make_folds(clips, match)[0]
+  if model_dir is None:
+    if fold is None:
+      raise errors.ConfigError("Pass --fold (or --model_dir).")
+    model_dir = os.path.join(train.fold_dir(workdir, fold), "model")
+  model, variables, mconfig, class_names = checkpoints.load_model(model_dir)
+  if tuple(class_names) != tuple(clips.class_names):
+    raise errors.CheckpointError(
+        f"{model_dir} was trained for classes {class_names}, the run's "
+        f"dataset has {clips.class_names}.")
+  del mconfig
+  if clip_names:
+    lookup = {c: i for i, c in enumerate(clips.clips)}
+    missing = [c for c in clip_names if c not in lookup]
+    if missing:
+      raise errors.ConfigError(f"Unknown clips {missing}.")
+    indices = [lookup[c] for c in clip_names]
+  elif fold is not None:
+    indices = list(fold.test_idx)
+  else:
+    raise errors.ConfigError("Pass --clips or --fold.")
+  out_dir = output or os.path.join(
+      workdir, "gradcam", fold.name if fold else "model")
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for i in indices:
+    gathered = clips.frames[i:i + 1].astype(np.float32)
+    frames, keyframes = temporal.assemble(
+        gathered, clips.weights[i:i + 1], clips.keyframe_pos[i:i + 1])
+    res = explain.gradcam(model, variables, frames, keyframes,
+                          classes=list(range(len(class_names))),
+                          target=target)
+    _, out = model.apply(variables, frames, keyframes)
+    attention = {k: v[0] for k, v in explain.attention_maps(out).items()}
+    onset = clips.frames[i, clips.keyframe_pos[i, 0]]
+    apex = clips.frames[i, clips.keyframe_pos[i, 1]]
+    cams = np.asarray(res["cams"][0])
+    probs = np.asarray(res["probabilities"][0])
+    name = str(clips.clips[i]).replace("/", "_")
+    label = class_names[int(clips.labels[i])]
+    pred = class_names[int(probs.argmax())]
+    png = os.path.join(out_dir, f"{name}.png")
+    explain.save_panel(
+        png, onset, apex, cams, class_names, probs,
+        title=f"{clips.subjects[i]} {clips.clips[i]}: true {label}, "
+              f"predicted {pred} (Grad-CAM on {target})",
+        attention=attention, label=label)
+    np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
+    np.savez(os.path.join(out_dir, f"{name}_attention.npz"), **{
+        k.replace("/", "_"): v for k, v in attention.items()})
+    paths.append(png)
+  jax.clear_caches()
+  return paths
+
+
+def main(argv):
+  del argv
+  if not _WORKDIR.value:
+    raise app.UsageError("--workdir is required.")
+  try:
+    paths = run(_WORKDIR.value, _FOLD.value, _CLIPS.value, _MODEL_DIR.value,
+                _TARGET.value, _OUTPUT.value)
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  for p in paths:
+    print(p)
+
+
+if __name__ == "__main__":
+  app.run(main)
