@@ -130,3 +130,30 @@ def test_round_trip_gives_identical_logits(variant):
 def test_feature_motion_cannot_load_released_weights(released):
   with pytest.raises(errors.ConfigError, match="feature-subtraction"):
     tr.convert_state_dict(released, configs.get_config("paper,motion=feature"))
+
+
+def test_import_torch_reads_a_pt_file_and_writes_a_model_dir(tmp_path):
+  torch = pytest.importorskip("torch")
+  from edmdbn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from experiments import import_torch  # pylint: disable=g-import-not-at-top
+  cfg = configs.get_config("tiny,num_classes=3")
+  cfg.data.image_size = 32
+  model = from_config(cfg.model)
+  frames = jax.random.normal(jax.random.key(1), (1, 9, 32, 32, 3))
+  keyframes = jax.random.normal(jax.random.key(2), (1, 2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), frames, keyframes)
+  sd = tr.to_state_dict(variables, cfg)
+  path = tmp_path / "weights.ckpt"
+  # A Lightning-style checkpoint: {'state_dict': {'model.<key>': tensor}}.
+  torch.save({"state_dict": {"model." + k: torch.from_numpy(np.array(v))
+                             for k, v in sd.items()}}, path)
+  read = import_torch.read_torch_state_dict(str(path))
+  converted = tr.convert_state_dict(read, cfg)
+  out = checkpoints.save_model(str(tmp_path / "model"), converted, cfg,
+                               ["negative", "positive", "surprise"])
+  model2, v2, cfg2, names = checkpoints.load_model(out)
+  assert names == ("negative", "positive", "surprise")
+  assert cfg2.model.num_classes == 3
+  a, _ = model.apply(variables, frames, keyframes)
+  b, _ = model2.apply(v2, frames, keyframes)
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
