@@ -1,0 +1,1 @@
+"""LOSO scoring (metrics) and the reports written to a run directory."""

@@ -1,0 +1,184 @@
+"""LOSO scores, with the protocol of every number stated.
+
+Definitions (K classes, confusion matrix rows = true, columns = predicted):
+  TP_i, FP_i, FN_i per class; M_i = clips of class i; M = all clips.
+  F1_i = 2 TP_i / (2 TP_i + FP_i + FN_i);  recall_i = TP_i / M_i.
+  UF1 = mean_i F1_i, UAR = mean_i recall_i, accuracy = sum_i TP_i / M.
+
+Aggregated (the MEGC rule, the headline): pool every fold's predictions into
+one confusion matrix, then score it. A class with no clips in the pooled set
+(M_i = 0) is left out of UF1 and UAR and listed under 'absent_classes' (this
+only happens when a dataset lacks a class entirely).
+
+Per-fold mean: score each held-out subject on its own, then average over
+subjects. A subject rarely shows every class, and implementations differ on
+classes absent from a subject's labels (M_i = 0 in that fold):
+  'skip': average F1 / recall over the classes present in the fold's labels
+          only (predicting an absent class is still an error: a false
+          negative of the clip's true class);
+  'zero': absent classes count F1 = recall = 0 (penalises every subject that
+          misses a class);
+  'one':  absent classes count F1 = recall = 1 if the model never predicted
+          them in that fold, else F1 = 0 (recall 1: nothing to recall).
+All three are reported, so the spread is visible.
+"""
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+ABSENT_RULES = ("skip", "zero", "one")
+
+
+@dataclasses.dataclass
+class FoldResult:
+  """One fold's held-out predictions."""
+  subject: str
+  labels: np.ndarray
+  preds: np.ndarray
+  clips: List[str]
+  datasets: List[str]
+  logits: Optional[np.ndarray] = None
+  epoch: Optional[int] = None
+
+
+def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
+  """(K, K) int64 counts, rows true class, columns predicted class."""
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (np.asarray(labels, np.int64), np.asarray(preds, np.int64)), 1)
+  return cm
+
+
+def scores_from_confusion(cm: np.ndarray) -> Dict[str, Any]:
+  """Accuracy, UAR and UF1 of one confusion matrix (absent classes left out)."""
+  cm = np.asarray(cm, np.float64)
+  tp = np.diag(cm)
+  support = cm.sum(1)
+  predicted = cm.sum(0)
+  fp = predicted - tp
+  fn = support - tp
+  present = support > 0
+  denom = 2 * tp + fp + fn
+  f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 0.0)
+  recall = np.where(present, tp / np.where(present, support, 1), 0.0)
+  total = cm.sum()
+  return {
+      "accuracy": float(tp.sum() / total) if total else float("nan"),
+      "uar": float(recall[present].mean()) if present.any() else float("nan"),
+      "uf1": float(f1[present].mean()) if present.any() else float("nan"),
+      "per_class_f1": f1.tolist(),
+      "per_class_recall": recall.tolist(),
+      "support": support.astype(int).tolist(),
+      "absent_classes": np.flatnonzero(~present).tolist(),
+      "n": int(total),
+  }
+
+
+def fold_scores(cm: np.ndarray, absent: str) -> Dict[str, float]:
+  """One fold's accuracy, UAR and UF1 under an absent-class rule."""
+  if absent not in ABSENT_RULES:
+    raise ValueError(f"absent={absent!r}; choose from {ABSENT_RULES}")
+  s = scores_from_confusion(cm)
+  f1 = np.asarray(s["per_class_f1"])
+  recall = np.asarray(s["per_class_recall"])
+  present = np.asarray(s["support"]) > 0
+  if absent == "skip":
+    f1, recall = f1[present], recall[present]
+  elif absent == "zero":
+    f1 = np.where(present, f1, 0.0)
+    recall = np.where(present, recall, 0.0)
+  else:  # 'one'
+    never_predicted = np.asarray(cm).sum(0) == 0
+    f1 = np.where(present, f1, np.where(never_predicted, 1.0, 0.0))
+    recall = np.where(present, recall, 1.0)
+  return {"accuracy": s["accuracy"], "uar": float(recall.mean()),
+          "uf1": float(f1.mean()), "n": s["n"]}
+
+
+def aggregated_scores(fold_results: Sequence[FoldResult],
+                      num_classes: int) -> Dict[str, Any]:
+  labels = np.concatenate([f.labels for f in fold_results])
+  preds = np.concatenate([f.preds for f in fold_results])
+  cm = confusion_matrix(labels, preds, num_classes)
+  out = scores_from_confusion(cm)
+  out["confusion"] = cm.tolist()
+  return out
+
+
+def per_fold_scores(fold_results: Sequence[FoldResult], num_classes: int,
+                    absent: str = "skip") -> Dict[str, Any]:
+  """Mean over folds of each fold's scores under `absent`."""
+  rows = [fold_scores(confusion_matrix(f.labels, f.preds, num_classes),
+                      absent) for f in fold_results if len(f.labels)]
+  mean = {k: float(np.mean([r[k] for r in rows]))
+          for k in ("accuracy", "uar", "uf1")}
+  mean["folds"] = len(rows)
+  return mean
+
+
+def per_source_scores(fold_results: Sequence[FoldResult],
+                      num_classes: int) -> Dict[str, Dict[str, Any]]:
+  """Aggregated scores restricted to each source dataset (composite data)."""
+  labels = np.concatenate([f.labels for f in fold_results])
+  preds = np.concatenate([f.preds for f in fold_results])
+  sources = np.concatenate([np.asarray(f.datasets) for f in fold_results])
+  out = {}
+  for s in sorted(set(sources.tolist())):
+    m = sources == s
+    sc = scores_from_confusion(confusion_matrix(labels[m], preds[m],
+                                                num_classes))
+    out[s] = {k: sc[k] for k in ("accuracy", "uar", "uf1", "n",
+                                 "absent_classes")}
+  return out
+
+
+SELECTION_NOTES = {
+    "fixed": ("fixed training budget: every fold is scored with the model "
+              "after its last epoch (the MEGC rule; nothing is chosen on the "
+              "test subject)"),
+    "test_best": ("SELECTED ON TEST DATA: for every fold the epoch that "
+                  "scored best on its held-out subject is kept, as the "
+                  "authors' code does. Optimistic; not comparable with "
+                  "fixed-budget numbers"),
+}
+
+
+def summarize(fold_results: Sequence[FoldResult], num_classes: int,
+              class_names: Sequence[str], *, selection: str,
+              protocol_note: str = "") -> Dict[str, Any]:
+  """Every score of a LOSO run, each labelled with its protocol (JSON-ready)."""
+  if selection not in SELECTION_NOTES:
+    raise ValueError(f"selection={selection!r}")
+  per_fold = []
+  for f in fold_results:
+    cm = confusion_matrix(f.labels, f.preds, num_classes)
+    row = {"subject": f.subject, "n": int(len(f.labels)), "epoch": f.epoch,
+           "labels_present": sorted(set(np.asarray(f.labels).tolist()))}
+    for rule in ABSENT_RULES:
+      sc = fold_scores(cm, rule)
+      row[f"uf1_{rule}"] = sc["uf1"]
+      row[f"uar_{rule}"] = sc["uar"]
+    row["accuracy"] = scores_from_confusion(cm)["accuracy"]
+    per_fold.append(row)
+  sources = sorted({d for f in fold_results for d in f.datasets})
+  return {
+      "protocol": {
+          "split": "leave-one-subject-out",
+          "folds": len(fold_results),
+          "selection": selection,
+          "selection_note": SELECTION_NOTES[selection],
+          "aggregation_note": (
+              "'aggregated' pools all folds' predictions (MEGC rule, the "
+              "headline); 'per_fold_mean' averages per-subject scores under "
+              "the stated rule for classes absent from a subject"),
+          "note": protocol_note,
+      },
+      "class_names": list(class_names),
+      "aggregated": aggregated_scores(fold_results, num_classes),
+      "per_fold_mean": {rule: per_fold_scores(fold_results, num_classes, rule)
+                        for rule in ABSENT_RULES},
+      "per_fold": per_fold,
+      "per_source": (per_source_scores(fold_results, num_classes)
+                     if len(sources) > 1 else {}),
+  }

@@ -1,0 +1,143 @@
+"""Reports of a LOSO run: markdown, confusion matrices, per-clip predictions."""
+
+import csv
+import json
+import os
+from typing import Any, Dict, Sequence
+
+import numpy as np
+
+from edmdbn_jax.evaluators import metrics
+
+
+def _f(x):
+  return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else (
+      f"{x:.4f}")
+
+
+def markdown_table(results: Dict[str, Any]) -> str:
+  p = results["protocol"]
+  lines = []
+  if p["selection"] == "test_best":
+    lines.append("**Warning: " + metrics.SELECTION_NOTES["test_best"] + ".**")
+    lines.append("")
+  lines += [
+      f"LOSO over {p['folds']} subjects; model selection: "
+      f"`{p['selection']}` ({metrics.SELECTION_NOTES[p['selection']]}).",
+      f"{p.get('note', '')}", "",
+      "| protocol | UF1 | UAR | accuracy |", "|---|---|---|---|"]
+  a = results["aggregated"]
+  lines.append(f"| aggregated over all folds (MEGC rule, headline), "
+               f"{p['selection']} | {_f(a['uf1'])} | {_f(a['uar'])} | "
+               f"{_f(a['accuracy'])} |")
+  for rule, sc in results["per_fold_mean"].items():
+    lines.append(f"| mean over {sc['folds']} folds, absent classes: {rule}, "
+                 f"{p['selection']} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
+                 f"{_f(sc['accuracy'])} |")
+  for src, sc in results.get("per_source", {}).items():
+    lines.append(f"| aggregated, source {src} ({sc['n']} clips), "
+                 f"{p['selection']} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
+                 f"{_f(sc['accuracy'])} |")
+  other = results.get("other_selection")
+  if other:
+    o = other["aggregated"]
+    lines.append(f"| for comparison: aggregated, {other['selection']} | "
+                 f"{_f(o['uf1'])} | {_f(o['uar'])} | {_f(o['accuracy'])} |")
+  names = results["class_names"]
+  lines += ["", "Per class (aggregated): " + ", ".join(
+      f"{n} F1 {_f(f)} / recall {_f(r)} (n={s})" for n, f, r, s in zip(
+          names, a["per_class_f1"], a["per_class_recall"], a["support"]))]
+  if a.get("absent_classes"):
+    lines.append("Classes with no clips (left out of UF1/UAR): " + ", ".join(
+        names[i] for i in a["absent_classes"]))
+  return "\n".join(lines) + "\n"
+
+
+def plot_confusion(cm, class_names: Sequence[str], path: str, title: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  cm = np.asarray(cm)
+  rows = cm.sum(1, keepdims=True)
+  norm = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
+  k = len(class_names)
+  fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+  ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+  for i in range(k):
+    for j in range(k):
+      ax.text(j, i, f"{cm[i, j]}\n{100 * norm[i, j]:.0f}%", ha="center",
+              va="center", fontsize=8,
+              color="white" if norm[i, j] > 0.5 else "black")
+  ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+  ax.set_yticks(range(k), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def save_confusion(cm, class_names, workdir, title):
+  plot_confusion(cm, class_names, os.path.join(workdir, "confusion.png"),
+                 title)
+  with open(os.path.join(workdir, "confusion.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["true \\ predicted"] + list(class_names))
+    for name, row in zip(class_names, np.asarray(cm).tolist()):
+      w.writerow([name] + row)
+
+
+def megc_prediction_log(fold_results, class_names, path):
+  """One line per clip: `dataset subject clip true_code pred_code true pred`.
+
+  Codes are class indices (for the 3-class composite: 0 negative, 1
+  positive, 2 surprise, the MEGC ground-truth codes). Subjects are written
+  without the '<dataset>/' prefix, fields tab-separated, with a header line.
+  """
+  with open(path, "w") as f:
+    f.write("dataset\tsubject\tclip\ttrue\tpredicted\ttrue_label\t"
+            "predicted_label\n")
+    for fr in fold_results:
+      subj = fr.subject.split("/", 1)[-1]
+      for clip, src, t, p in zip(fr.clips, fr.datasets, fr.labels, fr.preds):
+        f.write(f"{src}\t{subj}\t{clip}\t{int(t)}\t{int(p)}\t"
+                f"{class_names[int(t)]}\t{class_names[int(p)]}\n")
+
+
+def write_predictions(fold_results, class_names, path):
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["fold", "dataset", "clip", "true", "predicted", "epoch"] +
+               [f"p_{c}" for c in class_names])
+    for fr in fold_results:
+      probs = None
+      if fr.logits is not None:
+        z = np.asarray(fr.logits, np.float64)
+        z = np.exp(z - z.max(-1, keepdims=True))
+        probs = z / z.sum(-1, keepdims=True)
+      for i, (clip, src) in enumerate(zip(fr.clips, fr.datasets)):
+        row = [fr.subject, src, clip, class_names[int(fr.labels[i])],
+               class_names[int(fr.preds[i])], fr.epoch]
+        row += ([f"{p:.4f}" for p in probs[i]] if probs is not None
+                else [""] * len(class_names))
+        w.writerow(row)
+
+
+def write_all(results, fold_results, workdir, class_names):
+  """results.md, confusion.png/.csv, predictions.csv, megc_log.txt."""
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write(markdown_table(results))
+  a = results["aggregated"]
+  p = results["protocol"]
+  title = (f"LOSO, {p['folds']} folds, aggregated, selection "
+           f"{p['selection']}: UF1 {_f(a['uf1'])}, UAR {_f(a['uar'])}")
+  save_confusion(a["confusion"], class_names, workdir, title)
+  write_predictions(fold_results, class_names,
+                    os.path.join(workdir, "predictions.csv"))
+  megc_prediction_log(fold_results, class_names,
+                      os.path.join(workdir, "megc_log.txt"))
+  with open(os.path.join(workdir, f"results_{p['selection']}.json"),
+            "w") as f:
+    json.dump(results, f, indent=2)
