@@ -148,15 +148,20 @@ class ClassSet:
         "this is the dataset's official annotation file.")
 
 
-def megc_class_set(known: Iterable[str]) -> ClassSet:
+MEGC_NEGATIVE = frozenset({"anger", "contempt", "disgust", "fear", "sadness",
+                           "repression", "negative"})
+
+
+def megc_class_set(known: Iterable[str],
+                   negative: Iterable[str] = MEGC_NEGATIVE) -> ClassSet:
   """The MEGC2019 3-class mapping restricted to a dataset's emotions.
 
-  negative = {anger, contempt, disgust, fear, sadness, repression}, positive =
-  happiness, surprise = surprise; everything else in `known` is excluded
-  (CASME II sadness and fear included, as the MEGC2019 composite does).
+  negative = `negative` (by default anger, contempt, disgust, fear, sadness,
+  repression), positive = happiness, surprise = surprise; everything else in
+  `known` is excluded. For CASME II MEGC2019 counts only disgust and
+  repression as negative (its sadness and fear clips are dropped).
   """
-  negative = {"anger", "contempt", "disgust", "fear", "sadness", "repression",
-              "negative"}
+  negative = set(negative)
   mapping = {}
   for e in known:
     if e in negative:
@@ -192,7 +197,8 @@ CLASS_SETS: dict[str, dict[int, ClassSet]] = {
         5: simple_class_set(
             ("happiness", "repression", "surprise", "disgust", "others"),
             _CASME2_EMOTIONS),
-        3: megc_class_set(_CASME2_EMOTIONS),
+        3: megc_class_set(_CASME2_EMOTIONS,
+                          negative=("disgust", "repression")),
     },
     "samm": {
         5: simple_class_set(

@@ -77,8 +77,10 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
           prefix, align = (_CROP if crops else _RAW), False
         else:
           prefix, align = (_CROP, False) if crops else (_RAW, True)
-        sources[f"{prefix}* ({'face-aligned' if align else 'resized only'})"
-                ] += 1
+        kind = ("face-aligned" if align else
+                "official crops, align=False" if variant != "resized" else
+                "resized only")
+        sources[f"{prefix}* ({kind})"] += 1
         emotion = emo_dir.name.lower()
         records.append(common.ClipRecord(
             dataset=DATASET, subject=subj.name, clip=clip_dir.name,
