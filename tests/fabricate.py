@@ -74,7 +74,8 @@ CASME2_ROWS = (
     (4, "EP12_01f", 20, "/", 30, "surprise", "sadness", "1+2"),
     (4, "EP13_02", 3, 5, 8, "sadness", "sadness", "1"),
     ("05", "EP01_01", 1, 3, 6, "fear", "fear", "4+5"),
-    ("05", "EP05_03", 30, 33, 36, "Others", "Others", "R4"),
+    # A 'sub05' subject cell and capitalised 'Others'.
+    ("sub05", "EP05_03", 30, 33, 36, "Others", "Others", "R4"),
     # Offset frame 16 is missing on disk: skipped.
     (5, "EP07_01", 10, 14, 16, "happiness", "happiness", "12"),
     # Frame 4 is missing inside the range: kept with a repair.
@@ -125,7 +126,7 @@ def fabricate_casme2(manual_dir: pathlib.Path,
     folders.append(("CASME2_RAW_selected", "img", raw == "face"))
   for top, prefix, face in folders:
     for subj, clip, on, _, off, *_ in CASME2_ROWS:
-      sub = "sub" + str(int(subj)).zfill(2)
+      sub = "sub" + str(int(str(subj).replace("sub", ""))).zfill(2)
       missing = CASME2_MISSING.get((sub, clip), ())
       numbers = [n for n in range(on - _CASME2_EXTRA_BEFORE, off + 1)
                  if n >= 0 and n not in missing]

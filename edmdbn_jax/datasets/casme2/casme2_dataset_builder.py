@@ -6,6 +6,7 @@ excluded; 249 clips with the 2019 sheet, 246 with the 2014 one). 3-class task:
 the MEGC2019 mapping (negative = disgust + repression).
 """
 
+import re
 from typing import Sequence
 
 from etils import epath
@@ -77,8 +78,10 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
              "Action Units", "Estimated Emotion"])
   records = []
   for row in rows:
-    subject = "sub" + common.normalize_subject(row.get("Subject"), 2,
-                                               row.where)
+    cell = row.get("Subject")
+    if isinstance(cell, str):  # Some copies write 'sub01' instead of '01'.
+      cell = re.sub(r"^\s*sub", "", cell, flags=re.IGNORECASE)
+    subject = "sub" + common.normalize_subject(cell, 2, row.where)
     clip = str(row.get("Filename") or "").strip()
     if not clip:
       raise AnnotationError(f"{row.where}: the Filename cell is empty.")
