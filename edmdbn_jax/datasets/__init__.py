@@ -37,10 +37,11 @@ def builder_class(name: str):
 
 def get_builder(name: str, *, num_classes: int, image_size: int,
                 data_dir: Optional[str] = None,
-                manual_dir: Optional[str] = None, **builder_kwargs):
+                manual_dir: Optional[str] = None, variant: str = "",
+                **builder_kwargs):
   """Returns the tfds builder for `name` at the given class set and size."""
   cls = builder_class(name)
-  cfg = config_name(num_classes, image_size)
+  cfg = config_name(num_classes, image_size, variant)
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if cfg not in known:
     raise ValueError(
@@ -54,7 +55,7 @@ def get_builder(name: str, *, num_classes: int, image_size: int,
 
 def load(name: str, *, num_classes: int, image_size: int,
          data_dir: Optional[str] = None, manual_dir: Optional[str] = None,
-         build: bool = True, **builder_kwargs):
+         build: bool = True, variant: str = "", **builder_kwargs):
   """Builds (if needed) and opens a dataset.
 
   Returns:
@@ -65,7 +66,8 @@ def load(name: str, *, num_classes: int, image_size: int,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder, manual_dir = get_builder(
       name, num_classes=num_classes, image_size=image_size,
-      data_dir=data_dir, manual_dir=manual_dir, **builder_kwargs)
+      data_dir=data_dir, manual_dir=manual_dir, variant=variant,
+      **builder_kwargs)
   if build:
     dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder.download_and_prepare(download_config=dl_config)

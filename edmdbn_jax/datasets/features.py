@@ -48,6 +48,7 @@ def clip_features(image_size: int, class_names: Sequence[str]):
   })
 
 
-def config_name(num_classes: int, image_size: int) -> str:
-  """Builder-config naming shared by every builder: e.g. '5class_224'."""
-  return f"{num_classes}class_{image_size}"
+def config_name(num_classes: int, image_size: int, variant: str = "") -> str:
+  """Builder-config naming shared by every builder: '5class_224', '5class_64_large'."""
+  name = f"{num_classes}class_{image_size}"
+  return f"{name}_{variant}" if variant else name

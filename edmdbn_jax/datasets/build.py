@@ -1,0 +1,57 @@
+r"""Builds one dataset config from the command line (no TensorFlow needed).
+
+  PYTHONPATH=. python -m edmdbn_jax.datasets.build casme2 --config=5class_64 \
+      --manual_dir=/data/me --data_dir=~/tensorflow_datasets
+
+does what `tfds build edmdbn_jax/datasets/casme2 --config=5class_64
+--manual_dir=... --data_dir=... --file_format=array_record` does. The `tfds`
+command itself imports TensorFlow at start-up (tfds 4.9.10's
+`scripts/cli/convert_format_utils.py`), so it only works where TensorFlow is
+installed; this module needs only tensorflow-datasets. The build report
+(`build_report.json`, also logged) lands beside the record files.
+"""
+
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow_datasets as tfds
+
+from edmdbn_jax import datasets
+
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Builder config, e.g. '5class_224' or '3class_64_aligned'.",
+    required=True)
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "Folder holding the licensed files (see the builder's "
+    "MANUAL_DOWNLOAD_INSTRUCTIONS).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", datasets.DEFAULT_DATA_DIR, "Where tfds writes the dataset.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Delete an existing build of this config first.")
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) != 2:
+    raise app.UsageError(
+        f"Give one dataset name, one of {sorted(datasets.BUILDERS)}.")
+  cls = datasets.builder_class(argv[1])
+  known = [c.name for c in cls.BUILDER_CONFIGS]
+  if _CONFIG.value not in known:
+    raise app.UsageError(
+        f"{argv[1]} has no config {_CONFIG.value!r}; choose from {known}.")
+  import os  # pylint: disable=g-import-not-at-top
+  builder = cls(config=_CONFIG.value,
+                data_dir=os.path.expanduser(_DATA_DIR.value),
+                file_format="array_record")
+  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if _OVERWRITE.value
+          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=_MANUAL_DIR.value, download_mode=mode))
+  logging.info("Built %s at %s", builder.info.full_name, builder.data_dir)
+  print(builder.data_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)

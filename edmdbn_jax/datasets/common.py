@@ -1,0 +1,827 @@
+"""Shared parts of the licensed micro-expression dataset builders.
+
+Each builder (CASME II, SAMM, SMIC-HS, MMEW, the MEGC2019 composite) only
+knows where its files are and how its annotation reads; everything else lives
+here:
+
+* Annotation parsing: `read_sheet` finds the header row by its first cell
+  ('Subject'), maps column names loosely ('OnsetFrame' == 'Onset Frame'),
+  and returns rows with their 1-based sheet row numbers so every
+  `AnnotationError` names the sheet row. `normalize_subject` turns '01', 1 and
+  1.0 into the same id; `parse_frame` reads frame numbers (and the '/' "no
+  apex" marker); `ClassSet` maps emotions case-insensitively with spelling
+  variants ('Other' / 'Others', 'Happy' / 'Happiness').
+* Frame handling: `frames_by_number` indexes a clip folder by frame number
+  (numeric, never lexical order); `choose_stored_frames` picks the frames a
+  clip stores.
+* `BuildReport`: every clip that is excluded by the class set, skipped or
+  repaired, with the reason; logged and written as `build_report.json` next to
+  the dataset files.
+* `ClipBuilder`: the tfds `GeneratorBasedBuilder` base class all licensed
+  builders share (configs, feature spec, example generation).
+
+Rules applied to annotations (each application is recorded in the report):
+
+* Apex given as '/' or blank (CASME II sub04/EP12_01f): the SMIC convention,
+  the middle available frame of [onset, offset] (`middle_frame`).
+* Apex outside [onset, offset] (SAMM 028_4_1, 032_3_1): clamped to the nearest
+  end of the range. The annotated value is kept in the report.
+* Onset or offset frame file missing, or the apex frame file missing: the clip
+  is skipped (recorded with the expected path). A clip cannot be represented
+  faithfully without its keyframes, and one bad clip should not stop a build
+  of hundreds.
+* Frames missing strictly inside (onset, offset): the clip is kept with the
+  frames that exist (their original numbers are stored in `frame_numbers`),
+  recorded as a repair.
+* The clip folder itself missing or holding no images: `MissingFrameError`
+  naming the clip, its sheet row and the folder. That means the tree is laid
+  out wrongly (or a download is incomplete), which the user must fix: building
+  a silently smaller dataset would be worse.
+* Onset after offset, a non-numeric frame number, an unknown emotion, a
+  duplicated clip: `AnnotationError` naming the file, sheet and row.
+"""
+
+import abc
+import collections
+import dataclasses
+import json
+import re
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+from absl import logging
+from etils import epath
+import numpy as np
+import tensorflow_datasets as tfds
+
+from edmdbn_jax.datasets.features import DEFAULT_MAX_STORED_FRAMES
+from edmdbn_jax.datasets.features import clip_features
+from edmdbn_jax.datasets.features import config_name
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
+from edmdbn_jax.errors import MissingFrameError
+
+REPORT_FILENAME = "build_report.json"
+
+# Stored resolutions every licensed builder offers.
+IMAGE_SIZES = (224, 112, 64)
+
+# Frame-source variants (the `variant` part of the config name):
+#   ''        the dataset's preferred source: its official face crops with
+#             align=False when the dataset ships them and they are present
+#             (CASME II `Cropped`, SMIC `reg_image*`), else the raw frames
+#             with face alignment (dlib landmarks, OpenFace affine, the EDMDBN
+#             crop). This is what the paper does.
+#   'aligned' always the raw frames, face-aligned by this toolkit.
+#   'resized' the frames as found (official crops when present, else raw),
+#             only resized to S x S: for trees that already hold face crops.
+VARIANTS = ("", "aligned", "resized")
+
+# --------------------------------------------------------------------------
+# Emotions and class sets.
+# --------------------------------------------------------------------------
+
+# Spelling variants seen across copies of the workbooks -> canonical emotion.
+_EMOTION_ALIASES = {
+    "other": "others",
+    "others": "others",
+    "happy": "happiness",
+    "happiness": "happiness",
+    "surprised": "surprise",
+    "surprise": "surprise",
+    "disgusted": "disgust",
+    "disgust": "disgust",
+    "repression": "repression",
+    "repressed": "repression",
+    "sad": "sadness",
+    "sadness": "sadness",
+    "fear": "fear",
+    "fearful": "fear",
+    "anger": "anger",
+    "angry": "anger",
+    "contempt": "contempt",
+    "negative": "negative",
+    "positive": "positive",
+}
+
+
+def canonical_emotion(text: Any) -> str:
+  """Lower-cases, trims and un-aliases an emotion: ' Others ' -> 'others'.
+
+  Returns '' for a blank cell; unknown words are returned lower-cased and
+  trimmed (`ClassSet.label` decides whether they are an error).
+  """
+  if text is None:
+    return ""
+  key = re.sub(r"\s+", " ", str(text)).strip().lower()
+  return _EMOTION_ALIASES.get(key, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSet:
+  """A task's classes and how canonical emotions map onto them.
+
+  Attributes:
+    classes: class names in label order.
+    mapping: canonical emotion -> class name.
+    excluded: canonical emotions that exist in the dataset but are dropped by
+      this class set (counted in the report, not errors).
+  """
+  classes: tuple[str, ...]
+  mapping: Mapping[str, str]
+  excluded: frozenset[str] = frozenset()
+
+  def label(self, emotion: Any, where: str) -> Optional[str]:
+    """Class name of `emotion`, or None when the class set drops it.
+
+    Raises:
+      AnnotationError: naming `where` when the emotion is unknown.
+    """
+    canon = canonical_emotion(emotion)
+    if canon in self.mapping:
+      return self.mapping[canon]
+    if canon in self.excluded:
+      return None
+    known = sorted(set(self.mapping) | set(self.excluded))
+    raise AnnotationError(
+        f"{where}: emotion {emotion!r} is not one of this dataset's emotions "
+        f"{known} (matched case-insensitively). Fix the cell, or check that "
+        "this is the dataset's official annotation file.")
+
+
+MEGC_NEGATIVE = frozenset({"anger", "contempt", "disgust", "fear", "sadness",
+                           "repression", "negative"})
+
+
+def megc_class_set(known: Iterable[str],
+                   negative: Iterable[str] = MEGC_NEGATIVE) -> ClassSet:
+  """The MEGC2019 3-class mapping restricted to a dataset's emotions.
+
+  negative = `negative` (by default anger, contempt, disgust, fear, sadness,
+  repression), positive = happiness, surprise = surprise; everything else in
+  `known` is excluded. For CASME II MEGC2019 counts only disgust and
+  repression as negative (its sadness and fear clips are dropped).
+  """
+  negative = set(negative)
+  mapping = {}
+  for e in known:
+    if e in negative:
+      mapping[e] = "negative"
+    elif e in ("happiness", "positive"):
+      mapping[e] = "positive"
+    elif e == "surprise":
+      mapping[e] = "surprise"
+  excluded = frozenset(set(known) - set(mapping))
+  return ClassSet(("negative", "positive", "surprise"), mapping, excluded)
+
+
+def simple_class_set(classes: Sequence[str], known: Iterable[str]) -> ClassSet:
+  """Classes that are emotions themselves; the other `known` ones excluded."""
+  canon = {canonical_emotion(c): c for c in classes}
+  return ClassSet(tuple(classes), canon,
+                  frozenset(set(known) - set(canon)))
+
+
+# The emotions each dataset's annotation uses (canonical spelling). CASME II
+# sadness and fear, SAMM disgust/fear/sadness and MMEW anger/sadness drop out
+# of the 5-class (and 4-class) tasks; 'others' drops out of the 3-class task.
+_CASME2_EMOTIONS = ("happiness", "repression", "surprise", "disgust", "others",
+                    "sadness", "fear")
+_SAMM_EMOTIONS = ("anger", "others", "happiness", "surprise", "contempt",
+                  "disgust", "fear", "sadness")
+_MMEW_EMOTIONS = ("happiness", "anger", "surprise", "disgust", "fear",
+                  "sadness", "others")
+_SMIC_EMOTIONS = ("negative", "positive", "surprise")
+
+CLASS_SETS: dict[str, dict[int, ClassSet]] = {
+    "casme2": {
+        5: simple_class_set(
+            ("happiness", "repression", "surprise", "disgust", "others"),
+            _CASME2_EMOTIONS),
+        3: megc_class_set(_CASME2_EMOTIONS,
+                          negative=("disgust", "repression")),
+    },
+    "samm": {
+        5: simple_class_set(
+            ("happiness", "surprise", "anger", "contempt", "other"),
+            _SAMM_EMOTIONS),
+        3: megc_class_set(_SAMM_EMOTIONS),
+    },
+    "smic_hs": {3: megc_class_set(_SMIC_EMOTIONS)},
+    "mmew": {
+        5: simple_class_set(
+            ("happiness", "surprise", "disgust", "fear", "others"),
+            _MMEW_EMOTIONS),
+        4: simple_class_set(
+            ("happiness", "surprise", "disgust", "others"), _MMEW_EMOTIONS),
+        3: megc_class_set(_MMEW_EMOTIONS),
+    },
+}
+
+# --------------------------------------------------------------------------
+# Workbooks.
+# --------------------------------------------------------------------------
+
+
+def _column_key(name: Any) -> str:
+  """'Onset Frame', 'OnsetFrame', 'onset_frame' -> 'onsetframe'."""
+  return re.sub(r"[^0-9a-z]", "", str(name).lower()) if name is not None else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SheetRow:
+  """One annotation row: `values` keyed by normalised column name."""
+  where: str  # e.g. "CASME2-coding-20190701.xlsx, sheet 'Sheet1', row 17"
+  values: Mapping[str, Any]
+
+  def get(self, column: str) -> Any:
+    return self.values.get(_column_key(column))
+
+
+def read_sheet(path: epath.PathLike, required: Sequence[str],
+               first_header: str = "Subject") -> list[SheetRow]:
+  """Reads the annotation rows of a workbook's first sheet.
+
+  The header row is the first row whose first non-empty cell is
+  `first_header` (SAMM has a block of notes above it). Unnamed columns (CASME
+  II has two blank ones) are ignored. Entirely blank rows are skipped.
+
+  Args:
+    path: the .xlsx file.
+    required: column names that must be present (matched loosely).
+    first_header: text of the header row's first cell.
+
+  Returns:
+    The rows below the header, each naming its sheet row.
+
+  Raises:
+    AnnotationError: unreadable workbook, no header row, or missing columns.
+  """
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  path = epath.Path(path)
+  if not path.exists():
+    raise DataError(f"Annotation workbook {path} does not exist.")
+  try:
+    with path.open("rb") as f:
+      wb = openpyxl.load_workbook(f, data_only=True)
+  except Exception as e:  # openpyxl raises many types on a bad file.
+    raise AnnotationError(
+        f"Cannot read the annotation workbook {path} ({e}). Use the .xlsx "
+        "file exactly as the dataset's authors distribute it.") from e
+  ws = wb.worksheets[0]
+  header, header_row = None, None
+  rows = []
+  for r, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
+    if header is None:
+      first = next((c for c in cells if c is not None and str(c).strip()),
+                   None)
+      if first is not None and _column_key(first) == _column_key(first_header):
+        header = [_column_key(c) for c in cells]
+        header_row = r
+      continue
+    if all(c is None or (isinstance(c, str) and not c.strip())
+           for c in cells):
+      continue
+    values = {k: v for k, v in zip(header, cells) if k}
+    rows.append(SheetRow(f"{path.name}, sheet {ws.title!r}, row {r}", values))
+  if header is None:
+    raise AnnotationError(
+        f"{path}: no header row starting with {first_header!r} in sheet "
+        f"{ws.title!r}. Is this the dataset's annotation workbook?")
+  missing = [c for c in required if _column_key(c) not in header]
+  if missing:
+    raise AnnotationError(
+        f"{path}: the header row (sheet {ws.title!r}, row {header_row}) lacks "
+        f"columns {missing}; it has {[h for h in header if h]}.")
+  return rows
+
+
+def normalize_subject(value: Any, width: int, where: str) -> str:
+  """Subject cell -> zero-padded id text: '01', 1, 1.0 -> '01' (width 2).
+
+  Non-numeric text ('s1', 'S01') is returned trimmed, unchanged.
+
+  Raises:
+    AnnotationError: blank cell.
+  """
+  if isinstance(value, float) and value.is_integer():
+    value = int(value)
+  if isinstance(value, int):
+    return str(value).zfill(width)
+  text = "" if value is None else str(value).strip()
+  if not text:
+    raise AnnotationError(f"{where}: the Subject cell is empty.")
+  if text.isdigit():
+    return text.zfill(width)
+  return text
+
+
+def parse_frame(value: Any, column: str, where: str,
+                allow_missing: bool = False) -> Optional[int]:
+  """A frame-number cell -> int. '/' or blank -> None when `allow_missing`.
+
+  Raises:
+    AnnotationError: naming `where` and `column` for anything else.
+  """
+  if isinstance(value, float) and value.is_integer():
+    return int(value)
+  if isinstance(value, int) and not isinstance(value, bool):
+    return value
+  text = "" if value is None else str(value).strip()
+  if text.isdigit():
+    return int(text)
+  if allow_missing and text in ("", "/", "-"):
+    return None
+  raise AnnotationError(
+      f"{where}: column {column!r} holds {value!r}, expected a frame number. "
+      "Fix that cell of the workbook.")
+
+
+def find_first(candidates: Sequence[epath.Path], what: str,
+               instructions: str) -> epath.Path:
+  """The first existing path of `candidates`; DataError naming all of them."""
+  for c in candidates:
+    if c.exists():
+      return c
+  listed = "\n  ".join(str(c) for c in candidates)
+  raise DataError(
+      f"{what} not found; looked for:\n  {listed}\n{instructions}")
+
+
+# --------------------------------------------------------------------------
+# Clips and frames.
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameSource:
+  """Where a clip's frames come from.
+
+  Attributes:
+    name: recorded in the report ('Cropped (official crops)', ...).
+    root: folder holding the per-clip folders.
+    prefix: file-name prefix of the frames ('reg_img', 'img', '').
+    align: whether FacePreprocessor aligns (True) or only resizes.
+  """
+  name: str
+  root: epath.Path
+  prefix: str
+  align: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRecord:
+  """One annotated clip, before its frames are read.
+
+  `onset` / `offset` None mean "first / last frame of the folder" (SMIC-HS);
+  `apex` None means "the middle frame" (SMIC-HS, CASME II '/').
+  """
+  dataset: str
+  subject: str  # dataset-local id: '01', '006', 's1'
+  clip: str
+  emotion: str  # as annotated
+  label: Optional[str]  # class name, None when the class set excludes it
+  frame_dir: epath.Path
+  prefix: str
+  align: bool
+  where: str  # sheet row or folder, for messages
+  onset: Optional[int] = None
+  apex: Optional[int] = None
+  offset: Optional[int] = None
+  action_units: str = ""
+
+  @property
+  def global_subject(self) -> str:
+    return f"{self.dataset}/{self.subject}"
+
+  @property
+  def key(self) -> str:
+    return f"{self.dataset}/{self.subject}/{self.clip}"
+
+
+def frames_by_number(directory: epath.Path, prefix: str = "",
+                     clip: str = "", where: str = "") -> dict[int, epath.Path]:
+  """Frame number -> file for the images in `directory` named `prefix*`.
+
+  Uses `edmdbn_jax.preprocess.list_frames`, which sorts numerically
+  ('img9' < 'img10').
+
+  Raises:
+    MissingFrameError: the folder is missing or holds no matching images,
+      naming the clip, `where` (its sheet row) and the folder.
+    DataError: two files share a frame number.
+  """
+  from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
+  try:
+    paths = pio.list_frames(directory)
+  except MissingFrameError as e:
+    raise MissingFrameError(
+        f"Clip {clip} ({where}): no frames in {directory}. Check the layout "
+        f"described in the builder's MANUAL_DOWNLOAD_INSTRUCTIONS. ({e})"
+    ) from e
+  out = {}
+  for p in paths:
+    p = epath.Path(p)
+    if prefix and not re.fullmatch(re.escape(prefix) + r"\d+", p.stem):
+      continue
+    n = pio.frame_number(p)
+    if n in out:
+      raise DataError(
+          f"Clip {clip}: {out[n].name} and {p.name} in {directory} both hold "
+          f"frame {n}. Remove one of them.")
+    out[n] = p
+  if not out:
+    raise MissingFrameError(
+        f"Clip {clip} ({where}): no frames named '{prefix}<number>' in "
+        f"{directory}.")
+  return out
+
+
+def middle_frame(numbers: Sequence[int]) -> int:
+  """The SMIC convention for a clip without an apex: the middle frame.
+
+  Args:
+    numbers: sorted frame numbers of [onset, offset] that exist.
+
+  Returns:
+    numbers[len // 2] (for an even count, the later of the two middle ones).
+  """
+  return numbers[len(numbers) // 2]
+
+
+def choose_stored_frames(numbers: Sequence[int], apex: int,
+                         max_frames: int = DEFAULT_MAX_STORED_FRAMES
+                         ) -> tuple[list[int], int]:
+  """Frames a clip stores: all of them, or an even subsample with the apex.
+
+  Args:
+    numbers: sorted frame numbers from onset to offset (inclusive) that
+      exist; numbers[0] is the onset and numbers[-1] the offset.
+    apex: the apex frame number, one of `numbers`.
+    max_frames: the most frames to keep (>= 3).
+
+  Returns:
+    (kept, apex_index): `kept` sorted frame numbers, `len(kept) <=
+    max_frames`, always holding numbers[0], apex and numbers[-1] (indices 0,
+    apex_index and len(kept) - 1). When subsampling, the frames are spread
+    evenly over the index range, and the sample nearest the apex is moved
+    onto the apex.
+  """
+  if max_frames < 3:
+    raise ValueError(f"max_frames must be >= 3, got {max_frames}.")
+  numbers = list(numbers)
+  a = numbers.index(apex)
+  if len(numbers) <= max_frames:
+    return numbers, a
+  pos = np.round(np.linspace(0, len(numbers) - 1, max_frames)).astype(int)
+  if a not in pos:
+    # Spacing > 1, so the nearest sample is an interior one unless the apex
+    # is next to an end; either way replacing it keeps `pos` sorted/unique.
+    nearest = int(np.argmin(np.abs(pos - a)))
+    if nearest == 0:
+      nearest = 1
+    elif nearest == len(pos) - 1:
+      nearest = len(pos) - 2
+    pos[nearest] = a
+    pos = np.sort(pos)
+  kept = [numbers[i] for i in pos]
+  return kept, kept.index(apex)
+
+
+# --------------------------------------------------------------------------
+# The build report.
+# --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BuildReport:
+  """What a build kept, excluded, skipped and repaired, and why.
+
+  `excluded`: clips whose emotion the class set drops (not errors).
+  `skipped`: clips that could not be built (missing keyframe files).
+  `repaired`: clips built after a documented rule changed an annotation.
+  """
+  dataset: str
+  config: str
+  frame_sources: dict[str, str] = dataclasses.field(default_factory=dict)
+  notes: list[str] = dataclasses.field(default_factory=list)
+  kept: list[dict[str, str]] = dataclasses.field(default_factory=list)
+  excluded: list[dict[str, str]] = dataclasses.field(default_factory=list)
+  skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
+  repaired: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+  def keep(self, rec: ClipRecord):
+    self.kept.append({"clip": rec.key, "subject": rec.global_subject,
+                      "label": rec.label or ""})
+
+  def exclude(self, rec: ClipRecord):
+    self.excluded.append({"clip": rec.key, "where": rec.where,
+                          "emotion": rec.emotion,
+                          "reason": "emotion not in this class set"})
+
+  def skip(self, rec: ClipRecord, reason: str):
+    self.skipped.append({"clip": rec.key, "where": rec.where,
+                         "reason": reason})
+
+  def repair(self, rec: ClipRecord, rule: str, detail: str):
+    self.repaired.append({"clip": rec.key, "where": rec.where, "rule": rule,
+                          "detail": detail})
+
+  def to_dict(self) -> dict[str, Any]:
+    counts = collections.Counter(k["label"] for k in self.kept)
+    subjects = sorted({k["subject"] for k in self.kept})
+    by_dataset = collections.defaultdict(collections.Counter)
+    for k in self.kept:
+      by_dataset[k["subject"].split("/")[0]][k["label"]] += 1
+    return {
+        "dataset": self.dataset,
+        "config": self.config,
+        "num_clips": len(self.kept),
+        "class_counts": dict(sorted(counts.items())),
+        "class_counts_by_dataset": {
+            d: dict(sorted(c.items())) for d, c in sorted(by_dataset.items())},
+        "num_subjects": len(subjects),
+        "subjects": subjects,
+        "frame_sources": self.frame_sources,
+        "excluded_by_class_set": dict(sorted(collections.Counter(
+            canonical_emotion(e["emotion"]) for e in self.excluded).items())),
+        "notes": self.notes,
+        "skipped": self.skipped,
+        "repaired": self.repaired,
+        "excluded": self.excluded,
+    }
+
+  def log(self):
+    d = self.to_dict()
+    logging.info(
+        "%s [%s]: %d clips %s from %d subjects; frames from %s; excluded by "
+        "class set %s; %d skipped; %d repaired.", self.dataset, self.config,
+        d["num_clips"], d["class_counts"], d["num_subjects"],
+        d["frame_sources"], d["excluded_by_class_set"], len(self.skipped),
+        len(self.repaired))
+    for s in self.skipped:
+      logging.warning("Skipped %s (%s): %s", s["clip"], s["where"],
+                      s["reason"])
+    for r in self.repaired:
+      logging.warning("Repaired %s (%s): %s: %s", r["clip"], r["where"],
+                      r["rule"], r["detail"])
+    for n in self.notes:
+      logging.warning("%s", n)
+
+  def write(self, directory: epath.PathLike) -> epath.Path:
+    path = epath.Path(directory) / REPORT_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(self.to_dict(), indent=1))
+    return path
+
+
+def read_report(builder) -> dict[str, Any]:
+  """The `build_report.json` of a prepared builder."""
+  path = epath.Path(builder.data_dir) / REPORT_FILENAME
+  if not path.exists():
+    raise DataError(f"{path} does not exist: was the dataset built by this "
+                    "toolkit's builder?")
+  return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------
+# Resolving one clip into an example.
+# --------------------------------------------------------------------------
+
+
+def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
+                      report: BuildReport
+                      ) -> Optional[tuple[list[int], int]]:
+  """Applies the module's annotation rules to one clip.
+
+  Args:
+    rec: the clip.
+    available: frame number -> file, from `frames_by_number`.
+    report: receives skips and repairs.
+
+  Returns:
+    (numbers, apex): the sorted existing frame numbers of [onset, offset]
+    and the apex number among them; None when the clip is skipped.
+  """
+  ordered = sorted(available)
+  onset = ordered[0] if rec.onset is None else rec.onset
+  offset = ordered[-1] if rec.offset is None else rec.offset
+  for what, n in (("onset", onset), ("offset", offset)):
+    if n not in available:
+      report.skip(rec, f"{what} frame {n} not found in {rec.frame_dir} "
+                  f"(expected a file named {rec.prefix or ''}{n} or "
+                  f"zero-padded; the folder holds frames {ordered[0]}.."
+                  f"{ordered[-1]})")
+      return None
+  numbers = [n for n in ordered if onset <= n <= offset]
+  gap = (offset - onset + 1) - len(numbers)
+  if gap:
+    report.repair(rec, "frames_missing_in_range",
+                  f"{gap} frame(s) of [{onset}, {offset}] are not on disk; "
+                  "stored the ones that are")
+  apex = rec.apex
+  if apex is None:
+    apex = middle_frame(numbers)
+    if rec.onset is not None:  # SMIC-HS has no apex by design: not a repair.
+      report.repair(rec, "apex_missing_middle_frame",
+                    f"no apex annotated; used the middle frame {apex} of "
+                    f"[{onset}, {offset}]")
+  elif not onset <= apex <= offset:
+    clamped = min(max(apex, onset), offset)
+    report.repair(rec, "apex_outside_range_clamped",
+                  f"annotated apex {apex} is outside [{onset}, {offset}]; "
+                  f"clamped to {clamped}")
+    apex = clamped
+  if apex not in available:
+    report.skip(rec, f"apex frame {apex} not found in {rec.frame_dir}")
+    return None
+  return numbers, apex
+
+
+def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
+                 numbers: Sequence[int], apex: int, preprocessor,
+                 max_frames: int) -> dict[str, Any]:
+  """Reads, aligns and packs one clip as a `clip_features` example.
+
+  Returns:
+    The example dict; `frames` uint8 (N, S, S, 3), N <= max_frames, with
+    onset at index 0, offset at N - 1.
+  """
+  from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
+  kept, apex_idx = choose_stored_frames(numbers, apex, max_frames)
+  images = [pio.load_image(available[n]) for n in kept]
+  frames = preprocessor.process_clip(images, clip=rec.key)
+  frames = np.asarray(frames, dtype=np.uint8)
+  return {
+      "frames": frames,
+      "frame_numbers": np.asarray(kept, dtype=np.int32),
+      "onset": 0,
+      "apex": apex_idx,
+      "offset": len(kept) - 1,
+      "label": rec.label,
+      "label_name": rec.label,
+      "emotion": rec.emotion,
+      "subject": rec.global_subject,
+      "dataset": rec.dataset,
+      "clip": rec.clip,
+      "action_units": rec.action_units,
+  }
+
+
+def check_unique(records: Sequence[ClipRecord]):
+  """AnnotationError naming both rows when two records share a key."""
+  seen = {}
+  for r in records:
+    if r.key in seen:
+      raise AnnotationError(
+          f"Clip {r.key} is annotated twice: {seen[r.key]} and {r.where}. "
+          "Remove the duplicate row.")
+    seen[r.key] = r.where
+
+
+# --------------------------------------------------------------------------
+# The builder base class.
+# --------------------------------------------------------------------------
+
+
+class ClipConfig(tfds.core.BuilderConfig):
+  """A class set x stored size x frame-source variant."""
+
+  def __init__(self, *, num_classes: int, image_size: int,
+               class_names: Sequence[str], variant: str = "",
+               max_frames: int = DEFAULT_MAX_STORED_FRAMES, **kwargs):
+    if variant not in VARIANTS:
+      raise ValueError(f"Unknown variant {variant!r}; choose from {VARIANTS}.")
+    super().__init__(
+        name=config_name(num_classes, image_size, variant), **kwargs)
+    self.num_classes = num_classes
+    self.image_size = image_size
+    self.class_names = tuple(class_names)
+    self.variant = variant
+    self.max_frames = max_frames
+
+
+def make_configs(class_sets: Mapping[int, ClassSet],
+                 variants: Sequence[str] = VARIANTS) -> list[ClipConfig]:
+  """Every class set x IMAGE_SIZES x variant."""
+  out = []
+  for k in sorted(class_sets, reverse=True):
+    for s in IMAGE_SIZES:
+      for v in variants:
+        desc = (f"{k} classes {list(class_sets[k].classes)}, {s}x{s} frames, "
+                f"frame source {v or 'default'}")
+        out.append(ClipConfig(num_classes=k, image_size=s, variant=v,
+                              class_names=class_sets[k].classes,
+                              description=desc))
+  return out
+
+
+class ClipBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
+  """Base of the licensed clip builders: one `train` split, LOSO later.
+
+  Subclasses set DATASET, MANUAL_DOWNLOAD_INSTRUCTIONS, BUILDER_CONFIGS and
+  implement `find_clips`.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  DATASET = ""
+  HOMEPAGE = ""
+
+  @abc.abstractmethod
+  def find_clips(self, manual_dir: epath.Path,
+                 report: BuildReport) -> list[ClipRecord]:
+    """Parses the annotation and chooses frame sources; reads no frames.
+
+    Records the chosen frame source(s) in `report.frame_sources`.
+    """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
+    return self.dataset_info_from_configs(
+        features=clip_features(cfg.image_size, cfg.class_names),
+        homepage=self.HOMEPAGE)
+
+  def _manual_dir(self, dl_manager) -> epath.Path:
+    try:
+      return epath.Path(dl_manager.manual_dir)
+    except AssertionError as e:
+      raise DataError(
+          f"The manual directory for {self.name} is missing or empty ({e}). "
+          "Pass manual_dir= (or --manual_dir) pointing at the folder that "
+          f"holds the licensed files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      ) from e
+
+  def _split_generators(self, dl_manager):
+    manual = self._manual_dir(dl_manager)
+    report = BuildReport(self.name, self.builder_config.name)
+    records = self.find_clips(manual, report)
+    check_unique(records)
+    return {"train": self._generate_examples(records, report)}
+
+  def _generate_examples(self, records: Sequence[ClipRecord],
+                         report: BuildReport
+                         ) -> Iterator[tuple[str, dict[str, Any]]]:
+    from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    cfg = self.builder_config
+    preprocessors = {}
+    for rec in tqdm(records, desc=f"{self.name} {cfg.name}", unit="clip"):
+      if rec.label is None:
+        report.exclude(rec)
+        continue
+      available = frames_by_number(rec.frame_dir, rec.prefix, rec.key,
+                                   rec.where)
+      resolved = resolve_keyframes(rec, available, report)
+      if resolved is None:
+        continue
+      if rec.align not in preprocessors:
+        preprocessors[rec.align] = FacePreprocessor(
+            image_size=cfg.image_size, align=rec.align)
+      example = make_example(rec, available, *resolved,
+                             preprocessor=preprocessors[rec.align],
+                             max_frames=cfg.max_frames)
+      report.keep(rec)
+      yield rec.key, example
+    report.log()
+    # During download_and_prepare, data_path is the temporary folder that
+    # tfds renames into place, so the report lands beside the record files.
+    report.write(self.data_path)
+
+
+def choose_source(variant: str, crops: Optional[FrameSource],
+                  raw: Optional[FrameSource], instructions: str,
+                  dataset: str) -> FrameSource:
+  """Picks the frame source for `variant` (see VARIANTS).
+
+  Args:
+    variant: '', 'aligned' or 'resized'.
+    crops: the official crops (align=False), None when the dataset has none.
+    raw: the raw frames (align=True), None when the dataset has none.
+    instructions: the builder's MANUAL_DOWNLOAD_INSTRUCTIONS, for errors.
+    dataset: name for messages.
+
+  Raises:
+    DataError: naming the folders looked for when the needed one is absent.
+  """
+  have_crops = crops is not None and crops.root.exists()
+  have_raw = raw is not None and raw.root.exists()
+  if variant == "aligned":
+    if have_raw:
+      return raw
+    looked = [raw.root] if raw is not None else []
+  elif variant == "resized":
+    src = crops if have_crops else raw if have_raw else None
+    if src is not None:
+      return dataclasses.replace(src, align=False,
+                                 name=src.name + ", resized only")
+    looked = [s.root for s in (crops, raw) if s is not None]
+  else:
+    if have_crops:
+      return crops
+    if have_raw:
+      return raw
+    looked = [s.root for s in (crops, raw) if s is not None]
+  listed = "\n  ".join(str(p) for p in looked)
+  raise DataError(
+      f"{dataset}: no frame folder for variant {variant or 'default'!r}; "
+      f"looked for:\n  {listed}\n{instructions}")

@@ -1,0 +1,111 @@
+"""MMEW (Ben et al., 2021): 300 micro-expression clips, 90 fps, 7 emotions.
+
+Labels: the workbook's `Estimated Emotion` column. Tasks: 5 classes
+(happiness, surprise, disgust, fear, others; anger and sadness excluded), 4
+classes as in the EDMDBN released code (happiness, surprise, disgust, others;
+fear, anger and sadness excluded) and 3 classes (the MEGC2019 mapping).
+"""
+
+from etils import epath
+
+from edmdbn_jax.datasets import common
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
+from edmdbn_jax.errors import MissingFrameError
+
+DATASET = "mmew"
+WORKBOOK = "MMEW_Micro_Exp.xlsx"
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+MMEW is licence-gated: request it from its authors and put the files under
+`<manual_dir>/MMEW/` exactly like this:
+
+  <manual_dir>/MMEW/MMEW_Micro_Exp.xlsx
+  <manual_dir>/MMEW/MMEW_Final/Micro_Expression/<emotion>/<clip>/<n>.jpg
+      e.g. <manual_dir>/MMEW/MMEW_Final/Micro_Expression/happiness/S01_..._01/12.jpg
+
+The clip folder is found by its name (the workbook's `Filename`) under any
+emotion folder. The default configs ('5class_224', ...) detect, align and
+crop the face (dlib); '..._resized' configs only resize the frames.
+"""
+
+
+def _clip_folders(micro: epath.Path) -> dict[str, epath.Path]:
+  """Clip name -> folder over all emotion folders; DataError on duplicates."""
+  out = {}
+  for emo in sorted(p for p in micro.iterdir() if p.is_dir()):
+    for clip in sorted(p for p in emo.iterdir() if p.is_dir()):
+      if clip.name in out:
+        raise DataError(f"Clip folder {clip.name} exists twice: {out[clip.name]}"
+                        f" and {clip}. Keep one.")
+      out[clip.name] = clip
+  return out
+
+
+def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
+               variant: str, report: common.BuildReport
+               ) -> list[common.ClipRecord]:
+  """Parses the MMEW workbook into clip records (reads no frames).
+
+  Raises:
+    DataError: workbook or frame folder missing. AnnotationError: a bad row.
+    MissingFrameError: a clip of the workbook has no folder.
+  """
+  root = epath.Path(manual_dir) / "MMEW"
+  if not root.exists():
+    raise DataError(f"{root} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  book = common.find_first([root / WORKBOOK], "MMEW workbook",
+                           MANUAL_DOWNLOAD_INSTRUCTIONS)
+  micro = root / "MMEW_Final" / "Micro_Expression"
+  source = common.choose_source(
+      variant, None,
+      common.FrameSource("MMEW frames (face-aligned)", micro, "", align=True),
+      MANUAL_DOWNLOAD_INSTRUCTIONS, DATASET)
+  report.frame_sources[DATASET] = f"{source.name}: {source.root}"
+  report.notes.append(f"{DATASET}: labels from {book.name}, column "
+                      "'Estimated Emotion'.")
+  folders = _clip_folders(micro)
+  rows = common.read_sheet(
+      book, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+             "Estimated Emotion"])
+  records = []
+  for row in rows:
+    subject = common.normalize_subject(row.get("Subject"), 2, row.where)
+    clip = str(row.get("Filename") or "").strip()
+    if not clip:
+      raise AnnotationError(f"{row.where}: the Filename cell is empty.")
+    if clip not in folders:
+      raise MissingFrameError(
+          f"Clip {clip} ({row.where}) has no folder "
+          f"{micro}/<emotion>/{clip}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    onset = common.parse_frame(row.get("OnsetFrame"), "OnsetFrame", row.where)
+    apex = common.parse_frame(row.get("ApexFrame"), "ApexFrame", row.where,
+                              allow_missing=True)
+    offset = common.parse_frame(row.get("OffsetFrame"), "OffsetFrame",
+                                row.where)
+    if onset > offset:
+      raise AnnotationError(
+          f"{row.where}: OnsetFrame {onset} is after OffsetFrame {offset}.")
+    emotion = str(row.get("Estimated Emotion") or "").strip()
+    records.append(common.ClipRecord(
+        dataset=DATASET, subject=subject, clip=clip, emotion=emotion,
+        label=class_set.label(emotion, row.where), frame_dir=folders[clip],
+        prefix="", align=source.align, where=row.where, onset=onset,
+        apex=apex, offset=offset,
+        action_units=str(row.get("Action Units") or "").strip()))
+  return records
+
+
+class Builder(common.ClipBuilder):
+  """MMEW clips: 5, 4 or 3 classes, 224/112/64 px, aligned or resized."""
+
+  DATASET = DATASET
+  HOMEPAGE = "https://doi.org/10.1109/TPAMI.2021.3067464"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = common.make_configs(common.CLASS_SETS[DATASET],
+                                        variants=("", "resized"))
+
+  def find_clips(self, manual_dir, report):
+    cfg = self.builder_config
+    return find_clips(manual_dir, common.CLASS_SETS[DATASET][cfg.num_classes],
+                      cfg.variant, report)

@@ -1,0 +1,113 @@
+"""SMIC-HS (Li et al., 2013): 164 micro-expression clips, 16 subjects, 100 fps.
+
+There is no annotation sheet for the pre-cut clips: the label is the emotion
+folder (negative, positive, surprise), the first frame is the onset, the last
+the offset, and the apex is the middle frame (`common.middle_frame`; the
+input pipeline can re-estimate it with `smic_apex='max_diff'`). One task: 3
+classes.
+"""
+
+import collections
+import re
+
+from etils import epath
+
+from edmdbn_jax.datasets import common
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
+
+DATASET = "smic_hs"
+EMOTIONS = ("negative", "positive", "surprise")
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+SMIC is licence-gated: request it from the University of Oulu and put the
+high-speed (HS) clips under `<manual_dir>/SMIC/HS/` exactly like this:
+
+  <manual_dir>/SMIC/HS/s1/micro/negative/s1_ne_01/reg_image302845.bmp  (official crops)
+  <manual_dir>/SMIC/HS/s1/micro/negative/s1_ne_01/image302845.bmp      (raw frames)
+
+(emotion folders `negative`, `positive`, `surprise`). A clip folder may hold
+either kind or both. The default configs ('3class_224', ...) use the
+`reg_image*` crops where present (no alignment) and otherwise align the raw
+`image*` frames; '..._aligned' configs always align the raw frames;
+'..._resized' configs only resize (crops where present, else raw).
+"""
+
+_CROP, _RAW = "reg_image", "image"
+
+
+def _has_frames(directory: epath.Path, prefix: str) -> bool:
+  pattern = re.compile(re.escape(prefix) + r"\d+")
+  return any(pattern.fullmatch(p.stem) for p in directory.iterdir())
+
+
+def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
+               variant: str, report: common.BuildReport
+               ) -> list[common.ClipRecord]:
+  """Walks `SMIC/HS/s*/micro/<emotion>/<clip>/` into clip records.
+
+  Frames are not read here; a clip folder without the needed frames raises
+  MissingFrameError during generation.
+
+  Raises:
+    DataError: no HS folder or no clips. AnnotationError: an unknown emotion
+      folder.
+  """
+  root = epath.Path(manual_dir) / "SMIC" / "HS"
+  if not root.exists():
+    raise DataError(f"{root} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  records = []
+  sources = collections.Counter()
+  subjects = sorted((p for p in root.iterdir()
+                     if p.is_dir() and re.fullmatch(r"s\d+", p.name)),
+                    key=lambda p: int(p.name[1:]))
+  for subj in subjects:
+    micro = subj / "micro"
+    if not micro.exists():
+      continue
+    for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
+      if emo_dir.name.lower() not in EMOTIONS:
+        raise AnnotationError(
+            f"{emo_dir}: unknown emotion folder; SMIC-HS uses {EMOTIONS}.")
+      for clip_dir in sorted(p for p in emo_dir.iterdir() if p.is_dir()):
+        crops = _has_frames(clip_dir, _CROP)
+        if variant == "aligned":
+          prefix, align = _RAW, True
+        elif variant == "resized":
+          prefix, align = (_CROP if crops else _RAW), False
+        else:
+          prefix, align = (_CROP, False) if crops else (_RAW, True)
+        kind = ("face-aligned" if align else
+                "official crops, align=False" if variant != "resized" else
+                "resized only")
+        sources[f"{prefix}* ({kind})"] += 1
+        emotion = emo_dir.name.lower()
+        records.append(common.ClipRecord(
+            dataset=DATASET, subject=subj.name, clip=clip_dir.name,
+            emotion=emotion, label=class_set.label(emotion, str(emo_dir)),
+            frame_dir=clip_dir, prefix=prefix, align=align,
+            where=str(clip_dir)))
+  if not records:
+    raise DataError(
+        f"No clips under {root}/s*/micro/<emotion>/.\n"
+        f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  report.frame_sources[DATASET] = ", ".join(
+      f"{k}: {v} clips" for k, v in sorted(sources.items()))
+  report.notes.append(
+      f"{DATASET}: labels from the emotion folders; onset = first frame, "
+      "offset = last frame, apex = middle frame (no apex annotation exists).")
+  return records
+
+
+class Builder(common.ClipBuilder):
+  """SMIC-HS clips: 3 classes, 224/112/64 px, crops or aligned raw."""
+
+  DATASET = DATASET
+  HOMEPAGE = "https://www.oulu.fi/en/university/faculties-and-units/faculty-information-technology-and-electrical-engineering/center-machine-vision-and-signal-analysis"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = common.make_configs(common.CLASS_SETS[DATASET])
+
+  def find_clips(self, manual_dir, report):
+    cfg = self.builder_config
+    return find_clips(manual_dir, common.CLASS_SETS[DATASET][cfg.num_classes],
+                      cfg.variant, report)

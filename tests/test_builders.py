@@ -1,0 +1,327 @@
+"""Licensed-dataset builders on fabricated look-alike trees (tests/fabricate.py).
+
+Every expected number below is counted by hand from the rows in
+tests/fabricate.py, not computed with the code under test.
+"""
+
+import collections
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edmdbn_jax import datasets
+from edmdbn_jax.datasets import common
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
+from tests import fabricate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _text(v):
+  return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _examples(source):
+  return [source[i] for i in range(len(source))]
+
+
+def _build(name, manual_dir, data_dir, num_classes, variant="resized",
+           image_size=64):
+  builder, source = datasets.load(
+      name, num_classes=num_classes, image_size=image_size,
+      data_dir=str(data_dir), manual_dir=str(manual_dir), variant=variant)
+  return builder, _examples(source), common.read_report(builder)
+
+
+def _counts(examples):
+  return dict(collections.Counter(_text(e["label_name"]) for e in examples))
+
+
+def _subjects(examples):
+  return sorted({_text(e["subject"]) for e in examples})
+
+
+def _by_clip(examples):
+  return {(_text(e["subject"]), _text(e["clip"])): e for e in examples}
+
+
+def _check_geometry(examples, size):
+  for e in examples:
+    n = e["frames"].shape[0]
+    assert e["frames"].shape == (n, size, size, 3)
+    assert e["frames"].dtype == np.uint8
+    assert e["frame_numbers"].shape == (n,)
+    assert np.all(np.diff(e["frame_numbers"]) > 0)
+    assert e["onset"] == 0 and e["offset"] == n - 1
+    assert 0 <= e["apex"] <= e["offset"]
+    assert n <= common.DEFAULT_MAX_STORED_FRAMES
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+  root = tmp_path_factory.mktemp("manual")
+  dirs = {name: root / name for name in
+          ("casme2", "samm", "smic_hs", "mmew", "megc")}
+  fabricate.fabricate_casme2(dirs["casme2"])
+  fabricate.fabricate_samm(dirs["samm"])
+  fabricate.fabricate_smic_hs(dirs["smic_hs"])
+  fabricate.fabricate_mmew(dirs["mmew"])
+  fabricate.fabricate_megc2019(dirs["megc"])
+  return dirs
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers.
+# ---------------------------------------------------------------------------
+
+
+def test_choose_stored_frames_keeps_keyframes():
+  numbers = list(range(100, 110))
+  assert common.choose_stored_frames(numbers, 104, 33) == (numbers, 4)
+  numbers = list(range(100, 140))  # 40 frames, cap 33.
+  for apex in (100, 101, 117, 120, 138, 139):
+    kept, a = common.choose_stored_frames(numbers, apex, 33)
+    assert len(kept) == 33 and len(set(kept)) == 33
+    assert kept == sorted(kept)
+    assert kept[0] == 100 and kept[-1] == 139 and kept[a] == apex
+
+
+def test_annotation_helpers():
+  assert common.normalize_subject(1, 2, "x") == "01"
+  assert common.normalize_subject(1.0, 2, "x") == "01"
+  assert common.normalize_subject(" 01 ", 2, "x") == "01"
+  assert common.normalize_subject(6, 3, "x") == "006"
+  assert common.normalize_subject("s1", 2, "x") == "s1"
+  assert common.parse_frame("/", "ApexFrame", "x", allow_missing=True) is None
+  assert common.parse_frame(46.0, "OnsetFrame", "x") == 46
+  assert common.parse_frame("46", "OnsetFrame", "x") == 46
+  with pytest.raises(AnnotationError, match="row 7.*'OnsetFrame'"):
+    common.parse_frame("/", "OnsetFrame", "row 7")
+  samm5 = common.CLASS_SETS["samm"][5]
+  assert samm5.label(" Others", "x") == "other"
+  assert samm5.label("OTHER", "x") == "other"
+  assert samm5.label("Disgust", "x") is None
+  with pytest.raises(AnnotationError, match="row 3.*'joy'"):
+    samm5.label("joy", "row 3")
+  casme3 = common.CLASS_SETS["casme2"][3]
+  assert casme3.label("repression", "x") == "negative"
+  assert casme3.label("sadness", "x") is None  # MEGC drops CASME II sadness.
+  assert common.CLASS_SETS["samm"][3].label("sadness", "x") == "negative"
+
+
+def test_samm_header_found_below_notes(trees):
+  rows = common.read_sheet(
+      trees["samm"] / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx",
+      ["Subject", "Onset Frame"])
+  assert len(rows) == len(fabricate.SAMM_ROWS)
+  assert rows[0].where.endswith(f"row {fabricate.SAMM_HEADER_ROW + 1}")
+  assert rows[0].get("OnsetFrame") == 5562  # 'Onset Frame' matched loosely.
+
+
+# ---------------------------------------------------------------------------
+# Builders.
+# ---------------------------------------------------------------------------
+
+
+def test_casme2_5class(trees, tmp_path):
+  builder, ex, report = _build("casme2", trees["casme2"], tmp_path, 5,
+                               variant="")
+  assert builder.info.features["label"].names == [
+      "happiness", "repression", "surprise", "disgust", "others"]
+  assert _counts(ex) == {"happiness": 1, "others": 2, "disgust": 2,
+                         "repression": 1, "surprise": 1}
+  assert _subjects(ex) == ["casme2/sub01", "casme2/sub02", "casme2/sub04",
+                           "casme2/sub05"]
+  _check_geometry(ex, 64)
+  clips = _by_clip(ex)
+  # Same clip name under two subjects stays two clips.
+  assert ("casme2/sub01", "EP02_01f") in clips
+  assert ("casme2/sub02", "EP02_01f") in clips
+  long = clips[("casme2/sub02", "EP09_05")]  # 40 frames -> 33 stored.
+  assert long["frames"].shape[0] == 33
+  assert long["frame_numbers"][0] == 100
+  assert long["frame_numbers"][-1] == 139
+  assert long["frame_numbers"][long["apex"]] == 120
+  slash = clips[("casme2/sub04", "EP12_01f")]  # '/' apex -> middle of 20..30.
+  assert slash["frame_numbers"][slash["apex"]] == 25
+  assert list(slash["frame_numbers"]) == list(range(20, 31))
+  gap = clips[("casme2/sub01", "EP04_02")]
+  assert list(gap["frame_numbers"]) == [1, 2, 3, 5, 6]
+  assert _text(clips[("casme2/sub05", "EP05_03")]["emotion"]) == "Others"
+  assert _text(clips[("casme2/sub01", "EP02_01f")]["action_units"]) == "12"
+  # The report: what was skipped, repaired and excluded, and why.
+  assert report["num_clips"] == 7
+  assert "Cropped" in report["frame_sources"]["casme2"]
+  assert any("CASME2-coding-20190701.xlsx" in n for n in report["notes"])
+  assert [s["clip"] for s in report["skipped"]] == ["casme2/sub05/EP07_01"]
+  assert "offset frame 16" in report["skipped"][0]["reason"]
+  assert "row 10" in report["skipped"][0]["where"]
+  assert sorted((r["clip"], r["rule"]) for r in report["repaired"]) == [
+      ("casme2/sub01/EP04_02", "frames_missing_in_range"),
+      ("casme2/sub04/EP12_01f", "apex_missing_middle_frame")]
+  assert report["excluded_by_class_set"] == {"fear": 1, "sadness": 1}
+  on_disk = pathlib.Path(builder.data_dir) / common.REPORT_FILENAME
+  assert json.loads(on_disk.read_text())["num_clips"] == 7
+
+
+def test_casme2_3class(trees, tmp_path):
+  _, ex, report = _build("casme2", trees["casme2"], tmp_path, 3)
+  assert _counts(ex) == {"negative": 3, "positive": 1, "surprise": 1}
+  assert report["excluded_by_class_set"] == {"fear": 1, "others": 2,
+                                             "sadness": 1}
+  assert "resized only" in report["frame_sources"]["casme2"]
+
+
+def test_samm_5class(trees, tmp_path):
+  builder, ex, report = _build("samm", trees["samm"], tmp_path, 5)
+  assert builder.info.features["label"].names == [
+      "happiness", "surprise", "anger", "contempt", "other"]
+  assert _counts(ex) == {"happiness": 1, "anger": 2, "other": 2,
+                         "surprise": 1, "contempt": 1}
+  assert _subjects(ex) == ["samm/006", "samm/007", "samm/011", "samm/028"]
+  _check_geometry(ex, 64)
+  clips = _by_clip(ex)
+  first = clips[("samm/006", "006_1_2")]
+  assert list(first["frame_numbers"]) == list(range(5562, 5571))
+  assert first["frame_numbers"][first["apex"]] == 5566
+  # Greyscale frames come back as 3 equal channels.
+  assert np.array_equal(first["frames"][..., 0], first["frames"][..., 2])
+  late = clips[("samm/028", "028_4_1")]
+  assert late["frame_numbers"][late["apex"]] == 410
+  assert [(r["clip"], r["rule"]) for r in report["repaired"]] == [
+      ("samm/028/028_4_1", "apex_outside_range_clamped")]
+  assert "415" in report["repaired"][0]["detail"]
+  assert report["skipped"] == []
+  assert report["excluded_by_class_set"] == {"disgust": 1, "fear": 1}
+
+
+def test_samm_3class(trees, tmp_path):
+  _, ex, report = _build("samm", trees["samm"], tmp_path, 3)
+  assert _counts(ex) == {"negative": 5, "positive": 1, "surprise": 1}
+  assert sorted(r["clip"] for r in report["repaired"]) == [
+      "samm/028/028_4_1", "samm/032/032_3_1"]
+  clip = _by_clip(ex)[("samm/032", "032_3_1")]
+  assert clip["apex"] == 0  # apex 95 < onset 100: clamped onto the onset.
+
+
+def test_smic_hs(trees, tmp_path):
+  builder, ex, report = _build("smic_hs", trees["smic_hs"], tmp_path, 3,
+                               variant="")
+  assert builder.info.features["label"].names == [
+      "negative", "positive", "surprise"]
+  assert _counts(ex) == {"negative": 3, "positive": 1, "surprise": 1}
+  assert _subjects(ex) == ["smic_hs/s1", "smic_hs/s10", "smic_hs/s2"]
+  _check_geometry(ex, 64)
+  pos = _by_clip(ex)[("smic_hs/s1", "s1_po_01")]
+  assert list(pos["frame_numbers"]) == list(range(99998, 100004))
+  assert pos["apex"] == 3  # middle of 6 frames (later of the two).
+  neg = _by_clip(ex)[("smic_hs/s10", "s10_ne_02")]
+  assert neg["apex"] == 4 and neg["offset"] == 8
+  assert report["frame_sources"]["smic_hs"] == (
+      "reg_image* (official crops, align=False): 5 clips")
+  assert report["skipped"] == [] and report["repaired"] == []
+
+
+def test_mmew_class_sets(trees, tmp_path):
+  expected = {
+      5: {"happiness": 1, "surprise": 1, "disgust": 1, "fear": 1,
+          "others": 1},
+      4: {"happiness": 1, "surprise": 1, "disgust": 1, "others": 1},
+      3: {"negative": 4, "positive": 1, "surprise": 1},
+  }
+  for k, counts in expected.items():
+    _, ex, report = _build("mmew", trees["mmew"], tmp_path, k)
+    assert _counts(ex) == counts, k
+    _check_geometry(ex, 64)
+  assert _subjects(ex) == ["mmew/01", "mmew/02", "mmew/03"]
+  sur = _by_clip(ex)[("mmew/01", "S01_sur_01")]
+  assert list(sur["frame_numbers"]) == list(range(2, 12))  # 10 after 9.
+  assert sur["frame_numbers"][sur["apex"]] == 5
+  assert report["excluded_by_class_set"] == {"others": 1}
+
+
+def test_megc2019_composite(trees, tmp_path):
+  _, ex, report = _build("megc2019_composite", trees["megc"], tmp_path, 3)
+  assert _counts(ex) == {"negative": 11, "positive": 3, "surprise": 2}
+  assert report["class_counts_by_dataset"] == {
+      "casme2": {"negative": 3, "positive": 1},
+      "samm": {"negative": 5, "positive": 1, "surprise": 1},
+      "smic_hs": {"negative": 3, "positive": 1, "surprise": 1},
+  }
+  # The 2014 sheet is used (EP12_01f is sadness there, so dropped).
+  assert any("CASME2-coding-20140508.xlsx" in n for n in report["notes"])
+  assert _subjects(ex) == [
+      "casme2/sub01", "casme2/sub02", "samm/006", "samm/011", "samm/028",
+      "samm/032", "smic_hs/s1", "smic_hs/s10", "smic_hs/s2"]
+  assert {_text(e["dataset"]) for e in ex} == {"casme2", "samm", "smic_hs"}
+
+
+# ---------------------------------------------------------------------------
+# Clear errors.
+# ---------------------------------------------------------------------------
+
+
+def test_missing_workbook(tmp_path):
+  fabricate.fabricate_casme2(tmp_path / "m", sheets=())
+  with pytest.raises(DataError, match="CASME2-coding-20190701.xlsx"):
+    _build("casme2", tmp_path / "m", tmp_path / "d", 5)
+
+
+def test_missing_manual_dir(tmp_path):
+  with pytest.raises(DataError, match="manual directory"):
+    _build("samm", tmp_path / "nowhere", tmp_path / "d", 5)
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "README").write_text("x")
+  with pytest.raises(DataError, match=r"SAMM does not exist"):
+    _build("samm", tmp_path / "other", tmp_path / "d", 5)
+
+
+def test_bad_annotation_row(tmp_path):
+  fabricate.fabricate_casme2(tmp_path / "m", bad_row=True)
+  with pytest.raises(AnnotationError, match=r"row 12.*OnsetFrame.*'n/a'"):
+    _build("casme2", tmp_path / "m", tmp_path / "d", 5)
+
+
+def test_unknown_config():
+  with pytest.raises(ValueError, match="no 4-class config"):
+    datasets.get_builder("casme2", num_classes=4, image_size=64)
+
+
+# ---------------------------------------------------------------------------
+# The aligned path on a real face, and the command line.
+# ---------------------------------------------------------------------------
+
+
+def test_casme2_raw_frames_are_face_aligned(tmp_path):
+  fabricate.fabricate_casme2(tmp_path / "m", crops=False, raw="face")
+  _, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 3,
+                         variant="")
+  assert "CASME2_RAW_selected" in report["frame_sources"]["casme2"]
+  assert "face-aligned" in report["frame_sources"]["casme2"]
+  assert _counts(ex) == {"negative": 3, "positive": 1, "surprise": 1}
+  _check_geometry(ex, 64)
+  # An aligned face crop, not the 512 x 512 photo squeezed to 64 x 64.
+  from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  squeezed = FacePreprocessor(image_size=64, align=False).process_clip(
+      [data.astronaut()], clip="astronaut")[0]
+  first = ex[0]["frames"][0].astype(np.float32)
+  assert np.abs(first - squeezed.astype(np.float32)).mean() > 10
+
+
+@pytest.mark.slow
+def test_build_command_line(trees, tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  subprocess.run(
+      [sys.executable, "-m", "edmdbn_jax.datasets.build", "smic_hs",
+       "--config=3class_64", f"--manual_dir={trees['smic_hs']}",
+       f"--data_dir={tmp_path}"], check=True, env=env, cwd=REPO)
+  reports = list(tmp_path.glob("smic_hs/3class_64/*/build_report.json"))
+  assert len(reports) == 1
+  assert json.loads(reports[0].read_text())["num_clips"] == 5
