@@ -1,0 +1,110 @@
+"""LOSO metrics: hand-computed cases, scikit-learn, absent-class rules."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from edmdbn_jax.evaluators import metrics
+from edmdbn_jax.evaluators import report
+
+
+def _fr(subject, labels, preds, source="d"):
+  labels, preds = np.asarray(labels), np.asarray(preds)
+  return metrics.FoldResult(subject, labels, preds,
+                            [f"{subject}_{i}" for i in range(len(labels))],
+                            [source] * len(labels))
+
+
+def test_hand_computed_pooled_case():
+  # Pooled: labels 0,0,0,1,1,2 ; preds 0,0,1,1,2,2.
+  cm = metrics.confusion_matrix([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], 3)
+  np.testing.assert_array_equal(cm, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+  s = metrics.scores_from_confusion(cm)
+  # F1: class0 2*2/(4+0+1)=0.8, class1 2/(2+1+1)=0.5, class2 2/(2+1+0)=2/3.
+  assert s["uf1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+  # Recall: 2/3, 1/2, 1.
+  assert s["uar"] == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+  assert s["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_agrees_with_sklearn_on_random_folds_missing_classes():
+  rng = np.random.default_rng(0)
+  folds = []
+  for s in range(12):
+    n = int(rng.integers(1, 8))
+    labels = rng.choice(4, n, p=[0.5, 0.3, 0.15, 0.05])
+    preds = np.where(rng.random(n) < 0.6, labels, rng.integers(0, 4, n))
+    folds.append(_fr(f"s{s}", labels, preds))
+  agg = metrics.aggregated_scores(folds, 4)
+  y = np.concatenate([f.labels for f in folds])
+  p = np.concatenate([f.preds for f in folds])
+  present = sorted(set(y.tolist()))
+  assert agg["uf1"] == pytest.approx(
+      skm.f1_score(y, p, average="macro", labels=present))
+  assert agg["uar"] == pytest.approx(
+      skm.recall_score(y, p, average="macro", labels=present))
+  assert agg["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+  np.testing.assert_array_equal(agg["confusion"],
+                                skm.confusion_matrix(y, p, labels=range(4)))
+  # Per-fold 'skip' = sklearn restricted to each fold's present labels.
+  want = np.mean([skm.f1_score(f.labels, f.preds, average="macro",
+                               labels=sorted(set(f.labels.tolist())))
+                  for f in folds])
+  got = metrics.per_fold_scores(folds, 4, "skip")["uf1"]
+  assert got == pytest.approx(want)
+  # 'zero' = sklearn over all labels with zero_division=0.
+  want0 = np.mean([skm.f1_score(f.labels, f.preds, average="macro",
+                                labels=range(4), zero_division=0)
+                   for f in folds])
+  assert metrics.per_fold_scores(folds, 4, "zero")["uf1"] == pytest.approx(
+      want0)
+
+
+def test_absent_class_rules_on_a_constructed_fold():
+  # 3 classes; the fold holds only class 0 (2 clips): one right, one
+  # predicted as class 2 (absent from the fold).
+  cm = metrics.confusion_matrix([0, 0], [0, 2], 3)
+  skip = metrics.fold_scores(cm, "skip")
+  zero = metrics.fold_scores(cm, "zero")
+  one = metrics.fold_scores(cm, "one")
+  f1_0 = 2 * 1 / (2 + 0 + 1)
+  assert skip["uf1"] == pytest.approx(f1_0)
+  assert skip["uar"] == pytest.approx(0.5)
+  assert zero["uf1"] == pytest.approx(f1_0 / 3)
+  assert zero["uar"] == pytest.approx(0.5 / 3)
+  # 'one': class 1 never predicted -> 1; class 2 predicted though absent -> 0.
+  assert one["uf1"] == pytest.approx((f1_0 + 1 + 0) / 3)
+  assert one["uar"] == pytest.approx((0.5 + 1 + 1) / 3)
+
+
+def test_per_source_and_summary_are_json(tmp_path):
+  folds = [_fr("a/1", [0, 1], [0, 1], "a"), _fr("b/1", [2, 2, 0], [2, 0, 0],
+                                                "b")]
+  res = metrics.summarize(folds, 3, ["neg", "pos", "sur"], selection="fixed")
+  json.dumps(res)
+  assert res["per_source"]["a"]["uf1"] == pytest.approx(1.0)
+  assert res["per_source"]["b"]["n"] == 3
+  assert res["protocol"]["selection"] == "fixed"
+  assert set(res["per_fold_mean"]) == {"skip", "zero", "one"}
+
+
+def test_reports_label_their_protocol(tmp_path):
+  folds = [_fr("s1", [0, 1, 2], [0, 1, 1]), _fr("s2", [2, 0], [2, 0])]
+  for f in folds:
+    f.logits = np.eye(3)[f.preds] * 3.0
+  for sel in ("fixed", "test_best"):
+    res = metrics.summarize(folds, 3, ["neg", "pos", "sur"], selection=sel)
+    out = tmp_path / sel
+    report.write_all(res, folds, str(out), ["neg", "pos", "sur"])
+    md = (out / "results.md").read_text()
+    assert "aggregated over all folds (MEGC rule, headline)" in md
+    assert "absent classes: zero" in md
+    assert ("SELECTED ON TEST DATA" in md) == (sel == "test_best")
+    import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
+    assert mpimg.imread(str(out / "confusion.png")).size > 0
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 6 and rows[0].startswith("fold,dataset,clip")
+    log = (out / "megc_log.txt").read_text().splitlines()
+    assert log[1].split("\t")[:5] == ["d", "s1", "s1_0", "0", "0"]

@@ -1,0 +1,188 @@
+"""LOSO training: schedule, masks, fold parallelism, resume, refused runs."""
+
+import json
+
+import numpy as np
+import optax
+import pytest
+
+from edmdbn_jax import errors
+from edmdbn_jax import input_pipeline
+from edmdbn_jax import progress
+from edmdbn_jax import train
+from edmdbn_jax.configs import edmdbn as configs
+
+
+def fake_clips(n_subjects=3, per_subject=5, size=32, k=3, seed=0):
+  """Random clips whose apex carries a class-specific bright corner."""
+  rng = np.random.default_rng(seed)
+  examples = []
+  for s in range(n_subjects):
+    for c in range(per_subject):
+      label = (s + c) % k
+      frames = rng.integers(0, 255, (6, size, size, 3)).astype(np.uint8)
+      frames[3, :8, :8] = 255 * (label == 0)
+      frames[3, -8:, -8:] = 255 * (label == 1)
+      examples.append(dict(frames=frames, onset=0, apex=3, offset=5,
+                           label=label, subject=f"fake/s{s}",
+                           clip=f"s{s}_c{c}", dataset="fake"))
+  return input_pipeline.from_examples(examples, ["a", "b", "c"][:k], "fake",
+                                      progress=False)
+
+
+def tiny_config(**train_overrides):
+  cfg = configs.get_config("tiny,num_classes=3")
+  cfg.data.image_size = 32
+  cfg.model.depths = (1, 1, 1)
+  cfg.model.embed_dim = 16
+  cfg.train.epochs = 2
+  cfg.train.warmup_epochs = 1
+  cfg.train.progress = False
+  cfg.train.update(train_overrides)
+  return cfg
+
+
+@pytest.fixture(scope="module")
+def clips():
+  return fake_clips()
+
+
+def _histories(workdir, clips):
+  out = {}
+  for s in clips.subject_list():
+    name = s.replace("/", "_")
+    with open(workdir / "folds" / name / "result.json") as f:
+      out[s] = json.load(f)["history"]
+  return out
+
+
+def test_schedule_matches_optax_warmup_cosine():
+  spe, warm, epochs, peak = 7, 3, 10, 5e-5
+  ref = optax.warmup_cosine_decay_schedule(0.0, peak, warm * spe,
+                                           epochs * spe, 0.0)
+  for step in range(0, epochs * spe + 1, 5):
+    got = float(train.learning_rate(step, spe, peak=peak, warmup_epochs=warm,
+                                    epochs=epochs))
+    assert got == pytest.approx(float(ref(step)), rel=1e-5, abs=1e-12)
+  assert float(train.learning_rate(warm * spe, spe, peak=peak,
+                                   warmup_epochs=warm, epochs=epochs)) == (
+                                       pytest.approx(peak))
+
+
+def test_class_weights():
+  w = train.class_weights(np.array([0, 0, 0, 1]), 3, "balanced")
+  np.testing.assert_allclose(w, [4 / 9, 4 / 3, 0.0])
+  np.testing.assert_array_equal(train.class_weights(np.array([0]), 2, "none"),
+                                [1, 1])
+
+
+def test_epoch_schedule_masks_and_inactive_steps(clips):
+  folds = train.make_folds(clips)
+  assert [f.subject for f in folds] == ["fake/s0", "fake/s1", "fake/s2"]
+  f = folds[0]
+  assert len(f.train_idx) == 10 and set(clips.subjects[f.test_idx]) == {
+      "fake/s0"}
+  idx, mask, active = train.epoch_schedule(f, 0, 4, 0, steps=4)
+  assert idx.shape == (4, 4) and active.tolist() == [True, True, True, False]
+  assert mask.sum() == 10 and not mask[3].any()
+  assert sorted(idx[mask].tolist()) == sorted(f.train_idx.tolist())
+  again, _, _ = train.epoch_schedule(f, 0, 4, 0, steps=4)
+  np.testing.assert_array_equal(idx, again)
+  other, _, _ = train.epoch_schedule(f, 1, 4, 0, steps=4)
+  assert not np.array_equal(idx, other)
+
+
+def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
+  res1 = train.train_and_evaluate(tiny_config(fold_parallel="1"),
+                                  str(tmp_path / "seq"), clips=clips)
+  res3 = train.train_and_evaluate(tiny_config(fold_parallel="3"),
+                                  str(tmp_path / "par"), clips=clips)
+  for res in (res1, res3):
+    assert res["protocol"]["selection"] == "fixed"
+    assert res["other_selection"]["selection"] == "test_best"
+    assert 0.0 <= res["aggregated"]["uf1"] <= 1.0
+  h1 = _histories(tmp_path / "seq", clips)
+  h3 = _histories(tmp_path / "par", clips)
+  for s in h1:
+    assert len(h1[s]) == 2
+    np.testing.assert_allclose(h1[s][-1]["logits"], h3[s][-1]["logits"],
+                               rtol=1e-4, atol=1e-5)
+    assert h1[s][-1]["loss"] == pytest.approx(h3[s][-1]["loss"], rel=1e-4)
+  for name in ("results.json", "results.md", "predictions.csv",
+               "confusion.png", "confusion.csv", "megc_log.txt",
+               "config.json"):
+    assert (tmp_path / "seq" / name).exists(), name
+  assert list((tmp_path / "seq" / "tensorboard").iterdir())
+  assert (tmp_path / "seq" / "folds" / "fake_s0" / "model").is_dir()
+
+
+def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
+                                                        monkeypatch):
+  cfg = tiny_config(epochs=3)
+  full = train.train_and_evaluate(cfg, str(tmp_path / "full"), clips=clips)
+
+  calls = {"n": 0}
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    calls["n"] += 1
+    if calls["n"] == 5:  # fold 1 finished, fold 2 saved its epoch 2
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", original)
+  first = tmp_path / "cut" / "folds" / "fake_s0" / "result.json"
+  assert first.exists()
+  stamp = first.stat().st_mtime_ns
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  assert first.stat().st_mtime_ns == stamp  # a finished fold is not retrained
+  hf = _histories(tmp_path / "full", clips)
+  hc = _histories(tmp_path / "cut", clips)
+  for s in hf:
+    np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
+  assert resumed["aggregated"] == full["aggregated"]
+
+
+def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):
+  cfg = tiny_config(epochs=1, warmup_epochs=0)
+  train.check_workdir(cfg, str(tmp_path))
+  other = tiny_config(epochs=1, warmup_epochs=0)
+  other.model.fusion = "concat"
+  with pytest.raises(errors.ConfigError, match="model.fusion"):
+    train.train_and_evaluate(other, str(tmp_path), clips=clips)
+  # Scheduling-only settings may change.
+  same = tiny_config(epochs=1, warmup_epochs=0, fold_parallel="2")
+  train.check_workdir(same, str(tmp_path))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("warmup_epochs", 5, "warmup_epochs"),
+    ("selection", "best", "selection"),
+    ("class_weights", "inverse", "class_weights"),
+    ("fold_parallel", "many", "fold_parallel"),
+])
+def test_bad_settings_fail_before_work(clips, tmp_path, field, value, match):
+  cfg = tiny_config(**{field: value})
+  with pytest.raises(errors.ConfigError, match=match):
+    train.train_and_evaluate(cfg, str(tmp_path / "x"), clips=clips)
+  assert not (tmp_path / "x").exists()
+
+
+def test_padding_does_not_change_metrics(clips, tmp_path, monkeypatch):
+  """Eval batches of 16 (11 padded rows per fold) vs 2 (1 padded row)."""
+  idx, mask = train.eval_schedule(np.array([3, 7]), 2, 4)
+  assert idx.shape == (2, 4) and idx[mask].tolist() == [3, 7]
+  cfg = tiny_config(epochs=1, warmup_epochs=0)
+  big = train.train_and_evaluate(cfg, str(tmp_path / "b16"), clips=clips)
+  monkeypatch.setattr(train, "EVAL_BATCH", 2)
+  small = train.train_and_evaluate(cfg, str(tmp_path / "b2"), clips=clips)
+  hb = _histories(tmp_path / "b16", clips)
+  hs = _histories(tmp_path / "b2", clips)
+  for s in hb:
+    assert len(hb[s][-1]["logits"]) == 5
+    np.testing.assert_allclose(hb[s][-1]["logits"], hs[s][-1]["logits"],
+                               rtol=1e-5, atol=1e-5)
+  assert big["aggregated"] == small["aggregated"]
