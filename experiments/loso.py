@@ -165,6 +165,9 @@ def default_workdir(config) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint step at INFO; the progress bar says enough.
+    logging.set_verbosity(logging.WARNING)
   try:
     config = resolve_config()
     workdir = _WORKDIR.value or default_workdir(config)
