@@ -24,11 +24,12 @@ import numpy as np
 
 from edmdbn_jax import errors
 
-# OpenFace (Apache-2.0) MINMAX template of landmarks 36, 45, 33 (outer eye
-# corners and nose tip) in the unit square; see third_party/openface/README.md.
-OPENFACE_MINMAX = np.array([[0.1942, 0.1693],   # 36: left eye outer corner
-                            [0.7889, 0.1582],   # 45: right eye outer corner
-                            [0.4950, 0.5144]],  # 33: nose tip
+# OpenFace (Apache-2.0) MINMAX_TEMPLATE rows 36, 45, 33 (outer eye corners and
+# nose tip) in the unit square, i.e. (TEMPLATE - min) / (max - min) of
+# openface/align_dlib.py; see third_party/openface/README.md.
+OPENFACE_MINMAX = np.array([[0.194157, 0.169267],   # 36: left eye outer
+                            [0.788859, 0.158171],   # 45: right eye outer
+                            [0.494951, 0.514441]],  # 33: nose tip
                            np.float32)
 TEMPLATE_INDICES = (36, 45, 33)
 # EDMDBN scaling of the template into an S x S image: 0.8 * S * p + offset.
