@@ -1,0 +1,171 @@
+"""Reading frames and videos from disk.
+
+Every reader names the offending file or directory in its error, so a user can
+fix a broken dataset tree without reading this code.
+"""
+
+import os
+import pathlib
+import re
+from typing import Union
+
+import cv2
+import numpy as np
+
+from edmdbn_jax import errors
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _path(path: PathLike) -> pathlib.Path:
+  """str, pathlib or etils.epath path -> pathlib.Path."""
+  return pathlib.Path(os.fspath(path) if hasattr(path, "__fspath__")
+                      else str(path))
+
+
+def is_image(path: PathLike) -> bool:
+  """Whether the file name has one of IMAGE_SUFFIXES (case-insensitive)."""
+  return _path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def frame_number(path: PathLike) -> int:
+  """The last run of digits in the file stem: 'img046.jpg' -> 46.
+
+  Args:
+    path: a frame file name or path.
+
+  Returns:
+    The frame number.
+
+  Raises:
+    DataError: the stem holds no digits.
+  """
+  stem = _path(path).stem
+  runs = _DIGITS.findall(stem)
+  if not runs:
+    raise errors.DataError(
+        f"{path}: the file name has no frame number (expected digits in the "
+        "name, e.g. img46.jpg); rename the frames or remove the file.")
+  return int(runs[-1])
+
+
+def list_frames(directory: PathLike) -> list[pathlib.Path]:
+  """The image files of a clip folder, sorted numerically by frame number.
+
+  img2 < img10 < img100 (a plain string sort would give img10 < img100 < img2).
+
+  Args:
+    directory: a folder of frames.
+
+  Returns:
+    Paths of the images (suffixes in IMAGE_SUFFIXES, any case).
+
+  Raises:
+    MissingFrameError: the folder is missing or holds no images.
+    DataError: an image file name has no frame number.
+  """
+  d = _path(directory)
+  if not d.is_dir():
+    raise errors.MissingFrameError(
+        f"{directory}: frame folder not found; check the dataset path and "
+        "that the archive was fully extracted.")
+  paths = [p for p in d.iterdir() if p.is_file() and is_image(p)]
+  if not paths:
+    raise errors.MissingFrameError(
+        f"{directory}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this "
+        "frame folder; check that the archive was fully extracted.")
+  return sorted(paths, key=lambda p: (frame_number(p), p.name))
+
+
+def load_image(path: PathLike) -> np.ndarray:
+  """Reads an image as RGB.
+
+  Args:
+    path: an image file (any format OpenCV reads).
+
+  Returns:
+    uint8 (H, W, 3) RGB; greyscale is repeated to 3 channels, alpha dropped,
+    16-bit images scaled to 8 bits.
+
+  Raises:
+    MissingFrameError: the file is missing or cannot be decoded.
+  """
+  p = _path(path)
+  if not p.is_file():
+    raise errors.MissingFrameError(
+        f"{path}: frame file not found; check the dataset tree.")
+  # np.fromfile + imdecode copes with non-ASCII paths on every platform.
+  try:
+    buf = np.fromfile(str(p), dtype=np.uint8)
+  except OSError as e:
+    raise errors.MissingFrameError(f"{path}: cannot read the file ({e}).") \
+        from e
+  image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+  if image is None:
+    raise errors.MissingFrameError(
+        f"{path}: OpenCV cannot decode this image (truncated or not an "
+        "image); re-extract the dataset or remove the file.")
+  if image.dtype == np.uint16:
+    image = (image / 257.0).round().astype(np.uint8)
+  elif image.dtype != np.uint8:
+    raise errors.MissingFrameError(
+        f"{path}: unsupported pixel type {image.dtype}; convert the frames "
+        "to 8-bit images.")
+  if image.ndim == 2:
+    image = image[..., None]
+  channels = image.shape[2]
+  if channels == 1:
+    image = np.repeat(image, 3, axis=2)
+  elif channels == 3:
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+  elif channels == 4:
+    image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+  else:
+    raise errors.MissingFrameError(
+        f"{path}: image has {channels} channels; expected 1, 3 or 4.")
+  return np.ascontiguousarray(image)
+
+
+def read_video(path: PathLike) -> np.ndarray:
+  """Reads every frame of a video with OpenCV.
+
+  Args:
+    path: a video file (any container/codec the OpenCV build decodes).
+
+  Returns:
+    uint8 (N, H, W, 3) RGB frames.
+
+  Raises:
+    DataError: the file is missing, cannot be opened or yields no frames.
+  """
+  p = _path(path)
+  if not p.is_file():
+    raise errors.DataError(f"{path}: video file not found.")
+  cap = cv2.VideoCapture(str(p))
+  try:
+    if not cap.isOpened():
+      raise errors.DataError(
+          f"{path}: OpenCV cannot open this video; convert it to MJPG .avi "
+          "or H.264 .mp4, or extract its frames into a folder.")
+    frames = []
+    while True:
+      ok, frame = cap.read()
+      if not ok:
+        break
+      if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+      frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+  finally:
+    cap.release()
+  if not frames:
+    raise errors.DataError(
+        f"{path}: the video yields no frames (empty or unsupported codec); "
+        "convert it or extract its frames into a folder.")
+  shapes = {f.shape for f in frames}
+  if len(shapes) != 1:
+    raise errors.DataError(f"{path}: frames change size {sorted(shapes)}.")
+  return np.stack(frames)

@@ -1,0 +1,185 @@
+r"""Aligns and crops the faces of every clip under a folder (or one video).
+
+  python -m experiments.preprocess --input=CASME2/Cropped --output=aligned \
+      [--image_size=224] [--noalign] [--workers=2] [--upsample=0] \
+      [--face_rule=largest] [--allow_failures]
+
+--input is a video file, a folder of frames, or a tree in which every folder
+that holds images is a clip (video files inside the tree are clips too).
+Frames are written as PNG under --output/<clip path relative to --input>,
+keeping their original file stems (video frames: frame_00000.png, ...).
+At the end the run prints a summary and writes report.json (per clip: ok or
+failed + reason) and failures.txt into --output. The exit code is 1 when any
+clip failed, unless --allow_failures; no clip is ever skipped silently.
+"""
+
+import functools
+import json
+import multiprocessing
+import os
+import pathlib
+import sys
+import time
+
+from absl import app
+from absl import flags
+import cv2
+from tqdm import tqdm
+
+from edmdbn_jax import errors
+from edmdbn_jax.preprocess import face
+from edmdbn_jax.preprocess import io as pio
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
+                  ".wmv", ".webm")
+
+_INPUT = flags.DEFINE_string("input", None, "Video, frame folder or tree.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side S of the crops.")
+_ALIGN = flags.DEFINE_bool("align", True, "Detect, align and crop the face; "
+                           "--noalign only resizes (official crops).")
+_WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes.")
+_UPSAMPLE = flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
+                                 "(1 for small faces; slower).")
+_FACE_RULE = flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
+                               "Which face when several are found.")
+_ALLOW_FAILURES = flags.DEFINE_bool("allow_failures", False,
+                                    "Exit 0 even when some clips failed.")
+
+
+def find_clips(root: pathlib.Path, output: pathlib.Path
+               ) -> list[tuple[str, pathlib.Path, str]]:
+  """(relative clip path, source, kind) for every clip, sorted by path.
+
+  kind is "video" or "frames". A video or frame folder given directly is the
+  clip ".". The output folder is never searched.
+  """
+  if root.is_file():
+    if root.suffix.lower() not in VIDEO_SUFFIXES:
+      raise errors.DataError(
+          f"{root}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder.")
+    return [(".", root, "video")]
+  if not root.is_dir():
+    raise errors.DataError(f"{root}: no such file or folder.")
+  out = output.resolve()
+  clips = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    d = pathlib.Path(dirpath)
+    dirnames[:] = sorted(n for n in dirnames if (d / n).resolve() != out)
+    rel = d.relative_to(root).as_posix()
+    if any(pio.is_image(n) for n in filenames):
+      clips.append((rel, d, "frames"))
+    for n in sorted(filenames):
+      if pathlib.Path(n).suffix.lower() in VIDEO_SUFFIXES:
+        vrel = (pathlib.PurePosixPath(rel) / pathlib.Path(n).stem).as_posix()
+        clips.append((vrel, d / n, "video"))
+  if not clips:
+    raise errors.DataError(
+        f"{root}: no folder of images ({', '.join(pio.IMAGE_SUFFIXES)}) and "
+        "no video found under it.")
+  rels = [c[0] for c in clips]
+  dup = sorted({r for r in rels if rels.count(r) > 1})
+  if dup:
+    raise errors.DataError(
+        f"{root}: clip paths {dup} collide (a video named like a frame "
+        "folder); rename one.")
+  return sorted(clips)
+
+
+@functools.lru_cache(maxsize=None)
+def _preprocessor(image_size, align, upsample, face_rule):
+  return face.FacePreprocessor(image_size=image_size, align=align,
+                               upsample=upsample, face_rule=face_rule)
+
+
+def process_one(task) -> tuple[str, dict]:
+  """Processes one clip; returns (relative path, report entry). Never raises."""
+  rel, source, kind, out_dir, settings = task
+  try:
+    if kind == "video":
+      images = list(pio.read_video(source))
+      stems = [f"frame_{i:05d}" for i in range(len(images))]
+    else:
+      paths = pio.list_frames(source)
+      stems = [p.stem for p in paths]
+      if len(set(stems)) != len(stems):
+        raise errors.DataError(
+            f"{source}: several frames share a file stem (e.g. img1.jpg and "
+            "img1.png); remove the duplicates.")
+      images = [pio.load_image(p) for p in paths]
+    crops = _preprocessor(**settings).process_clip(images, clip=str(source))
+    dest = pathlib.Path(out_dir) / rel
+    dest.mkdir(parents=True, exist_ok=True)
+    for stem, crop in zip(stems, crops):
+      target = dest / f"{stem}.png"
+      if not cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
+        raise errors.DataError(f"{target}: could not write the frame.")
+    return rel, {"status": "ok", "source": str(source),
+                 "frames": int(len(crops))}
+  except Exception as e:  # pylint: disable=broad-except
+    # Reported per clip (report.json, failures.txt, exit code), not skipped.
+    reason = str(e) if isinstance(e, errors.EdmdbnError) else (
+        f"{type(e).__name__}: {e}")
+    return rel, {"status": "failed", "source": str(source), "reason": reason}
+
+
+def run(input_path, output, image_size=224, align=True, workers=1,
+        upsample=0, face_rule="largest") -> dict:
+  """Preprocesses every clip; writes report.json + failures.txt; returns it."""
+  root, out = pathlib.Path(input_path), pathlib.Path(output)
+  settings = dict(image_size=int(image_size), align=bool(align),
+                  upsample=int(upsample), face_rule=face_rule)
+  face.FacePreprocessor(**settings)  # Bad settings fail before any work.
+  clips = find_clips(root, out)
+  out.mkdir(parents=True, exist_ok=True)
+  tasks = [(rel, src, kind, str(out), settings) for rel, src, kind in clips]
+  results = {}
+  start = time.time()
+  bar = dict(total=len(tasks), desc="preprocess", unit="clip")
+  if workers <= 1 or len(tasks) == 1:
+    for task in tqdm(tasks, **bar):
+      rel, entry = process_one(task)
+      results[rel] = entry
+  else:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(min(workers, len(tasks))) as pool:
+      for rel, entry in tqdm(pool.imap_unordered(process_one, tasks), **bar):
+        results[rel] = entry
+  failed = {r: e for r, e in sorted(results.items())
+            if e["status"] != "ok"}
+  report = dict(input=str(root), output=str(out), **settings,
+                num_clips=len(results), num_ok=len(results) - len(failed),
+                num_failed=len(failed), seconds=round(time.time() - start, 2),
+                clips=dict(sorted(results.items())))
+  (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+  (out / "failures.txt").write_text(
+      "".join(f"{r}\t{e['reason']}\n" for r, e in failed.items()))
+  return report
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not _INPUT.value or not _OUTPUT.value:
+    raise app.UsageError("--input and --output are required.")
+  try:
+    report = run(_INPUT.value, _OUTPUT.value, _IMAGE_SIZE.value,
+                 _ALIGN.value, _WORKERS.value, _UPSAMPLE.value,
+                 _FACE_RULE.value)
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"{report['num_ok']}/{report['num_clips']} clips preprocessed in "
+        f"{report['seconds']} s -> {report['output']}")
+  for rel, entry in report["clips"].items():
+    if entry["status"] != "ok":
+      print(f"FAILED {rel}: {entry['reason']}")
+  print(f"report: {pathlib.Path(report['output']) / 'report.json'}")
+  if report["num_failed"] and not _ALLOW_FAILURES.value:
+    print(f"{report['num_failed']} clip(s) failed (see failures.txt); "
+          "--allow_failures exits 0 anyway.", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

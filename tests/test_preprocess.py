@@ -1,0 +1,283 @@
+"""Tests of edmdbn_jax.preprocess and experiments.preprocess.
+
+Faces come from skimage.data.astronaut() (public domain, NASA); the real dlib
+detector and 68-point model are used throughout.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from edmdbn_jax import errors
+from edmdbn_jax.preprocess import face
+from edmdbn_jax.preprocess import io as pio
+from edmdbn_jax.preprocess import estimate_apex
+from edmdbn_jax.preprocess import FacePreprocessor
+from edmdbn_jax.preprocess import read_video
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+S = 224
+EYES_NOSE = list(face.TEMPLATE_INDICES)
+
+
+@pytest.fixture(scope="module")
+def head():
+  """uint8 (300, 280, 3): the astronaut's head and shoulders."""
+  return np.ascontiguousarray(skdata.astronaut()[0:300, 90:370])
+
+
+def _write(path, rgb):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _two_faces(head):
+  """The head next to a 0.75-scaled copy: (canvas, x where the copy starts)."""
+  small = cv2.resize(head, None, fx=0.75, fy=0.75,
+                     interpolation=cv2.INTER_AREA)
+  h, w = head.shape[:2]
+  canvas = np.full((h, w + small.shape[1], 3), 128, np.uint8)
+  canvas[:, :w] = head
+  canvas[:small.shape[0], w:] = small
+  return canvas, w
+
+
+# ---------------------------------------------------------------- template
+
+
+def test_template_points_match_edmdbn_scaling():
+  np.testing.assert_allclose(
+      face.template_points(224),
+      [[57.19, 70.65], [163.76, 68.66], [111.10, 132.51]], atol=0.01)
+
+
+# ---------------------------------------------------------------- landmarks
+
+
+def test_landmarks_found_on_the_face(head):
+  lm = FacePreprocessor().landmarks(head)
+  assert lm.shape == (68, 2) and lm.dtype == np.float32
+  # dlib's box for this crop is x 93..179, y 83..170; eyes above the nose,
+  # left eye corner left of the right one.
+  assert np.all((lm[:, 0] > 60) & (lm[:, 0] < 220))
+  assert np.all((lm[:, 1] > 60) & (lm[:, 1] < 220))
+  assert lm[36, 0] < lm[33, 0] < lm[45, 0]
+  assert lm[33, 1] > max(lm[36, 1], lm[45, 1])
+
+
+def test_align_puts_landmarks_on_the_template(head):
+  aligned, affine, moved = face.align_frames([head, head], "astronaut",
+                                             image_size=S)
+  assert aligned.shape == (2, S, S, 3) and aligned.dtype == np.uint8
+  assert affine.shape == (2, 3)
+  template = face.template_points(S)
+  # The 3 points are mapped exactly by construction ...
+  np.testing.assert_allclose(moved[EYES_NOSE], template, atol=1e-3)
+  # ... and dlib finds them there again on the aligned image.
+  redetected = face.landmarks(aligned[0])
+  assert np.abs(redetected[EYES_NOSE] - template).max() < 2.0
+
+
+def test_rotation_scale_shift_is_undone(head):
+  h, w = head.shape[:2]
+  m = cv2.getRotationMatrix2D((w / 2, h / 2), 10.0, 0.9)
+  m[:, 2] += (12.0, -8.0)
+  moved_img = cv2.warpAffine(head, m, (w, h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+  a_ref, _, lm_ref = face.align_frames([head], "ref", image_size=S)
+  a_mov, affine, _ = face.align_frames([moved_img], "moved", image_size=S)
+  # The estimated transform composes with m to about the reference one.
+  redetected = face.landmarks(a_mov[0])
+  assert np.abs(redetected[EYES_NOSE] - face.template_points(S)).max() < 3.0
+  x0, y0, x1, y1 = face.crop_box(lm_ref, S)
+  region = (slice(None), slice(y0, y1), slice(x0, x1))
+  diff = np.abs(a_ref[region].astype(np.float32) - a_mov[region]).mean()
+  # Measured 6.4 (interpolation + landmark jitter); unaligned would be ~80.
+  assert diff < 12.0, diff
+  unaligned = np.abs(a_ref[region].astype(np.float32)
+                     - cv2.resize(moved_img, (S, S))[None][region]).mean()
+  assert unaligned > 3 * diff
+
+
+def test_no_face_names_the_clip():
+  blank = np.full((200, 200, 3), 128, np.uint8)
+  with pytest.raises(errors.NoFaceError, match=r"subject01/EP02.*upsample=1"):
+    FacePreprocessor().process_clip([blank, blank], clip="subject01/EP02")
+
+
+def test_face_rules(head):
+  canvas, split = _two_faces(head)
+  with pytest.raises(errors.DataError, match=r"twofaces: 2 faces"):
+    FacePreprocessor(face_rule="error").landmarks(canvas, clip="twofaces")
+  lm = FacePreprocessor(face_rule="largest").landmarks(canvas)
+  assert lm[:, 0].max() < split  # The bigger (left) face.
+  lm_first = FacePreprocessor(face_rule="first").landmarks(canvas)
+  assert lm_first.shape == (68, 2)
+  with pytest.raises(errors.ConfigError):
+    FacePreprocessor(face_rule="smallest")
+
+
+def test_process_clip_shapes(head):
+  frames = [head, np.ascontiguousarray(head[:, ::-1]), head]
+  out = FacePreprocessor(image_size=64).process_clip(frames, clip="c")
+  assert out.shape == (3, 64, 64, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out[0], out[2])
+  assert np.abs(out[0].astype(int) - out[1]).mean() > 1  # Not all one frame.
+  plain = FacePreprocessor(image_size=32, align=False).process_clip(
+      [head, cv2.resize(head, (20, 30))], "c")
+  assert plain.shape == (2, 32, 32, 3) and plain.dtype == np.uint8
+  np.testing.assert_array_equal(
+      plain[0], cv2.resize(head, (32, 32), interpolation=cv2.INTER_AREA))
+
+
+def test_process_clip_rejects_bad_frames(head):
+  with pytest.raises(errors.DataError, match="c: frame 1"):
+    FacePreprocessor(align=False).process_clip(
+        [head, head[..., 0]], clip="c")
+  with pytest.raises(errors.DataError, match="no frames"):
+    FacePreprocessor(align=False).process_clip([], clip="c")
+
+
+def test_estimate_apex():
+  rng = np.random.default_rng(0)
+  base = rng.integers(0, 200, (5, 8, 8, 3)).astype(np.uint8)
+  frames = np.repeat(base[:1], 6, axis=0)
+  frames[2] += 10
+  frames[4] += 30
+  frames[5] += 30  # Tie with 4: the earliest wins.
+  assert estimate_apex(frames) == 4
+  assert estimate_apex(frames[:1]) == 0
+  # uint8 wrap-around is avoided (float32 differences).
+  assert estimate_apex(np.array([[[200]], [[0]], [[250]]], np.uint8)) == 1
+
+
+# ---------------------------------------------------------------- io
+
+
+def test_frame_number_and_numeric_sort(tmp_path):
+  assert pio.frame_number("sub01/EP02_01f/img046.jpg") == 46
+  assert pio.frame_number(pathlib.Path("reg_image12_3.PNG")) == 3
+  with pytest.raises(errors.DataError, match="cover.jpg"):
+    pio.frame_number("cover.jpg")
+  img = np.zeros((4, 4, 3), np.uint8)
+  for name in ("img100.jpg", "img10.JPG", "img2.png", "notes.txt"):
+    if name.endswith("txt"):
+      (tmp_path / name).write_text("x")
+    else:
+      _write(tmp_path / name, img)
+  names = [p.name for p in pio.list_frames(str(tmp_path))]
+  assert names == ["img2.png", "img10.JPG", "img100.jpg"]
+
+
+def test_missing_frames(tmp_path):
+  with pytest.raises(errors.MissingFrameError, match="nowhere"):
+    pio.list_frames(tmp_path / "nowhere")
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "empty" / "readme.txt").write_text("no images")
+  with pytest.raises(errors.MissingFrameError, match="empty"):
+    pio.list_frames(tmp_path / "empty")
+  bad = tmp_path / "img1.jpg"
+  bad.write_bytes(b"not a jpeg")
+  with pytest.raises(errors.MissingFrameError, match="img1.jpg"):
+    pio.load_image(bad)
+  with pytest.raises(errors.MissingFrameError, match="img9.jpg"):
+    pio.load_image(tmp_path / "img9.jpg")
+
+
+def test_load_image_channels(tmp_path):
+  grey = (np.arange(12 * 10) % 256).astype(np.uint8).reshape(12, 10)
+  cv2.imwrite(str(tmp_path / "g1.png"), grey)
+  out = pio.load_image(tmp_path / "g1.png")
+  assert out.shape == (12, 10, 3) and out.dtype == np.uint8
+  np.testing.assert_array_equal(out[..., 0], grey)
+  np.testing.assert_array_equal(out[..., 2], grey)
+  rgb = np.zeros((5, 5, 3), np.uint8)
+  rgb[..., 0] = 200  # Red.
+  _write(tmp_path / "c1.png", rgb)
+  np.testing.assert_array_equal(pio.load_image(tmp_path / "c1.png"), rgb)
+  bgra = np.zeros((5, 5, 4), np.uint8)
+  bgra[..., 2], bgra[..., 3] = 200, 50  # Red, translucent.
+  cv2.imwrite(str(tmp_path / "a1.png"), bgra)
+  np.testing.assert_array_equal(pio.load_image(tmp_path / "a1.png"), rgb)
+
+
+def test_read_video(tmp_path):
+  path = tmp_path / "clip.avi"
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                           (32, 24))
+  assert writer.isOpened()
+  for i in range(5):
+    frame = np.zeros((24, 32, 3), np.uint8)
+    frame[..., 2] = 40 * i  # BGR red channel.
+    writer.write(frame)
+  writer.release()
+  video = read_video(path)
+  assert video.shape == (5, 24, 32, 3) and video.dtype == np.uint8
+  np.testing.assert_allclose(video[:, 12, 16, 0], [0, 40, 80, 120, 160],
+                             atol=4)
+  assert video[..., 2].max() < 8
+  (tmp_path / "broken.avi").write_bytes(b"garbage")
+  with pytest.raises(errors.DataError, match="broken.avi"):
+    read_video(tmp_path / "broken.avi")
+  with pytest.raises(errors.DataError, match="missing.mp4"):
+    read_video(tmp_path / "missing.mp4")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _cli(*args):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, "-m", "experiments.preprocess",
+                         *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=120, check=False)
+
+
+def test_cli_tree_with_a_failing_clip(tmp_path, head):
+  src, out = tmp_path / "in", tmp_path / "out"
+  for n in (1, 2, 10):
+    _write(src / "sub01" / "EP01" / f"img{n}.jpg", head)
+    _write(src / "sub01" / "blank" / f"img{n}.jpg",
+           np.full((120, 120, 3), 128, np.uint8))
+  res = _cli(f"--input={src}", f"--output={out}", "--image_size=48",
+             "--workers=2")
+  assert res.returncode == 1, res.stderr
+  assert "FAILED sub01/blank" in res.stdout
+  written = sorted(p.name for p in (out / "sub01" / "EP01").iterdir())
+  assert written == ["img1.png", "img10.png", "img2.png"]
+  crop = pio.load_image(out / "sub01" / "EP01" / "img2.png")
+  assert crop.shape == (48, 48, 3)
+  assert not (out / "sub01" / "blank").exists()
+  report = json.loads((out / "report.json").read_text())
+  assert report["num_ok"] == 1 and report["num_failed"] == 1
+  assert report["clips"]["sub01/EP01"] == {
+      "status": "ok", "source": str(src / "sub01" / "EP01"), "frames": 3}
+  assert "no face" in report["clips"]["sub01/blank"]["reason"]
+  assert (out / "failures.txt").read_text().startswith("sub01/blank\t")
+  # --allow_failures: same report, exit 0.
+  res = _cli(f"--input={src}", f"--output={out}", "--image_size=48",
+             "--noalign", "--allow_failures")
+  assert res.returncode == 0, res.stderr
+  assert json.loads((out / "report.json").read_text())["num_failed"] == 0
+
+
+def test_cli_video(tmp_path, head):
+  path = tmp_path / "clip.avi"
+  h, w = head.shape[:2]
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                           (w, h))
+  for _ in range(2):
+    writer.write(cv2.cvtColor(head, cv2.COLOR_RGB2BGR))
+  writer.release()
+  res = _cli(f"--input={path}", f"--output={tmp_path / 'out'}",
+             "--image_size=32")
+  assert res.returncode == 0, res.stderr
+  assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+      "frame_00000.png", "frame_00001.png"]
