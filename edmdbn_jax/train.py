@@ -346,7 +346,9 @@ def check_workdir(config, workdir: str):
     a, b = _flatten(stored), _flatten(current)
     diff = sorted(k for k in set(a) | set(b)
                   if k not in RESUME_INVARIANT and a.get(k) != b.get(k))
-    if diff:
+    folds = os.path.join(workdir, "folds")
+    started = os.path.isdir(folds) and bool(os.listdir(folds))
+    if diff and started:
       lines = [f"  {k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in diff]
       raise errors.ConfigError(
           f"{workdir} holds a run made with a different config; refusing to "

@@ -29,10 +29,12 @@ from edmdbn_jax.datasets import BUILDERS
 DEFAULT_CLASSES = {"synthetic": 5, "casme2": 5, "samm": 5, "mmew": 5,
                    "smic_hs": 3, "megc2019_composite": 3}
 
+CONFIG_FILE = edmdbn_config.__file__
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file and variant, e.g. "
-    "edmdbn_jax/configs/edmdbn.py:paper (default: tiny on synthetic data, "
-    "paper otherwise).", lock_config=False)
+    "config", f"{CONFIG_FILE}:auto", "Config file and variant, e.g. "
+    "edmdbn_jax/configs/edmdbn.py:paper (default 'auto': tiny on synthetic "
+    "data, paper otherwise). Fields can be set with --config.<path>=value.",
+    lock_config=False)
 _DATASET = flags.DEFINE_enum("dataset", "synthetic", sorted(BUILDERS),
                              "Dataset to run LOSO on.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
@@ -90,6 +92,16 @@ flags.DEFINE_bool("final_model", None,
                   "Train on all subjects and save the model for inference.")
 
 
+def _flat(config, prefix=""):
+  out = {}
+  for k, v in config.items():
+    if hasattr(v, "items"):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
 def _get(config, path):
   node = config
   for part in path.split("."):
@@ -113,13 +125,18 @@ def resolve_config(argv_flags=flags.FLAGS):
   Raises ConfigError for contradictory or impossible settings.
   """
   dataset = argv_flags.dataset
-  variant = "tiny" if dataset == "synthetic" else "paper"
   config = _CONFIG.value
-  if config is None:
+  if config.get("variant") == "auto":
+    # Apply what --config.* changed on the 'auto' defaults to the variant
+    # that fits the dataset.
+    variant = "tiny" if dataset == "synthetic" else "paper"
+    changed = {k: v for k, v in _flat(config).items()
+               if _flat(edmdbn_config.get_config("auto")).get(k) != v}
+    changed.pop("variant", None)
     config = edmdbn_config.get_config(variant)
-    baseline = edmdbn_config.get_config(variant)
-  else:
-    baseline = edmdbn_config.get_config(config.get("variant", variant))
+    for path, value in changed.items():
+      _set(config, path, value)
+  baseline = edmdbn_config.get_config(config.get("variant", "paper"))
   if config.data.dataset != dataset:
     if _get(config, "data.dataset") != _get(baseline, "data.dataset"):
       raise errors.ConfigError(

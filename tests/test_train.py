@@ -151,6 +151,10 @@ def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):
   train.check_workdir(cfg, str(tmp_path))
   other = tiny_config(epochs=1, warmup_epochs=0)
   other.model.fusion = "concat"
+  # Nothing trained yet: a corrected config may take the directory over.
+  train.check_workdir(other, str(tmp_path))
+  train.check_workdir(cfg, str(tmp_path))
+  (tmp_path / "folds" / "fake_s0").mkdir(parents=True)
   with pytest.raises(errors.ConfigError, match="model.fusion"):
     train.train_and_evaluate(other, str(tmp_path), clips=clips)
   # Scheduling-only settings may change.

@@ -11,6 +11,7 @@ import importlib
 import os
 from typing import Optional
 
+from edmdbn_jax import errors
 from edmdbn_jax.datasets.features import config_name
 
 # name -> (module, builder class). Modules are imported lazily so that using
@@ -29,7 +30,7 @@ DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 def builder_class(name: str):
   if name not in BUILDERS:
-    raise ValueError(
+    raise errors.ConfigError(
         f"Unknown dataset {name!r}; choose one of {sorted(BUILDERS)}.")
   module, cls = BUILDERS[name]
   return getattr(importlib.import_module(module), cls)
@@ -44,7 +45,7 @@ def get_builder(name: str, *, num_classes: int, image_size: int,
   cfg = config_name(num_classes, image_size, variant)
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if cfg not in known:
-    raise ValueError(
+    raise errors.ConfigError(
         f"Dataset {name!r} has no {num_classes}-class config at {image_size} "
         f"px (config {cfg!r}); available: {known}.")
   data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
