@@ -70,6 +70,9 @@ def from_examples(examples, class_names, name, *, num_frames=8,
                   temporal_mode="keyframes", smic_apex="middle",
                   progress=True) -> Clips:
   """Clips from an iterable of dataset examples (dicts of numpy values)."""
+  if temporal_mode not in temporal.MODES:
+    raise errors.ConfigError(
+        f"temporal={temporal_mode!r}: use one of {temporal.MODES}.")
   if smic_apex not in ("middle", "max_diff"):
     raise errors.ConfigError(
         f"smic_apex={smic_apex!r}: use middle | max_diff.")
@@ -98,6 +101,11 @@ def from_examples(examples, class_names, name, *, num_frames=8,
     sources.append(source)
   if not labels:
     raise errors.DataError(f"Dataset {name} has no clips.")
+  # A stable order, (subject, clip), whatever order the files hold.
+  order = sorted(range(len(labels)), key=lambda i: (subjects[i], clips[i]))
+  frames, weights, kpos, labels, subjects, clips, sources = (
+      [seq[i] for i in order] for seq in (frames, weights, kpos, labels,
+                                          subjects, clips, sources))
   return Clips(
       frames=np.stack(frames).astype(np.uint8),
       weights=np.stack(weights).astype(np.float32),
