@@ -1,0 +1,40 @@
+"""Config variants, overrides and the LOSO fold-parallel choice."""
+
+import pytest
+
+from edmdbn_jax import train
+from edmdbn_jax.configs import edmdbn as configs
+
+
+def test_paper_variant_is_the_paper():
+  c = configs.get_config("paper")
+  m = c.model
+  assert (m.embed_dim, tuple(m.depths), tuple(m.num_heads)) == (
+      128, (2, 2, 6), (4, 8, 16))
+  assert tuple(m.window_size) == (8, 7, 7) and tuple(m.patch_size) == (8, 4, 4)
+  assert m.drop_path_rate == 0.2 and m.mlp_ratio == 4.0 and m.qkv_bias
+  assert c.data.image_size == 224 and c.data.num_frames == 8
+  t = c.train
+  assert (t.epochs, t.warmup_epochs, t.batch_size, t.learning_rate) == (
+      60, 15, 4, 5e-5)
+
+
+def test_overrides_and_unknown_keys():
+  c = configs.get_config("tiny,accumulated_attention=False,num_classes=3")
+  assert c.variant == "tiny" and not c.model.accumulated_attention
+  assert c.model.num_classes == 3
+  assert configs.get_config("paper,epochs=7").train.epochs == 7
+  with pytest.raises(ValueError, match="nonsense"):
+    configs.get_config("paper,nonsense=1")
+  with pytest.raises(ValueError, match="variant"):
+    configs.get_config("huge")
+
+
+def test_auto_fold_parallelism_is_bounded():
+  c = configs.get_config("tiny")
+  c.train.fold_parallel = "auto"
+  n = train.fold_parallelism(c, 26)
+  assert 1 <= n <= 26
+  c.train.fold_parallel = "3"
+  assert train.fold_parallelism(c, 26) == 3
+  assert train.fold_parallelism(c, 2) == 2
