@@ -20,10 +20,7 @@ from edmdbn_jax.errors import AnnotationError
 from edmdbn_jax.errors import DataError
 from tests import fabricate
 
-# The builders read frames through edmdbn_jax.preprocess (branch
-# `preprocess`); until that package is present these tests are skipped.
-pytest.importorskip("edmdbn_jax.preprocess",
-                    reason="edmdbn_jax.preprocess not merged yet")
+import edmdbn_jax.preprocess  # noqa: F401  (the builders read frames with it)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
