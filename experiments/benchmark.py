@@ -187,7 +187,7 @@ def write_table(out_dir):
         rows.append(json.load(f))
   head = ("| date | device | config | dtype | train clip-steps/s (1 fold, B=4) "
           "| train clip-steps/s (F folds) | infer ms/clip B=1 | infer clips/s "
-          "B=64 | GMAC/clip | train TFLOP/s (% peak) | peak mem GiB | "
+          "B=64 | GMAC/clip (forward) | train GFLOP/clip-step | train TFLOP/s (% peak) | peak mem GiB | "
           "LOSO wall (epochs) | jax |")
   lines = [head, "|" + "---|" * 14]
   for r in rows:
