@@ -17,6 +17,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from edmdbn_jax import errors
 from edmdbn_jax import predict
@@ -39,7 +40,11 @@ _JSON = flags.DEFINE_string("json", None, "Write the result as JSON.")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint read at INFO.
+    logging.set_verbosity(logging.WARNING)
   if not _CHECKPOINT.value:
     raise app.UsageError("--checkpoint is required.")
   if bool(_VIDEO.value) == bool(_FRAMES.value):
