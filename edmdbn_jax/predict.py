@@ -19,6 +19,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+import jax
 import numpy as np
 
 from edmdbn_jax import checkpoints
@@ -112,6 +113,17 @@ class Predictor:
           c.lower() for c in self.class_names):
         raise errors.CheckpointError(
             f"{model_dir} predicts {self.class_names}, not {exp}.")
+    classes = list(range(len(self.class_names)))
+
+    @jax.jit
+    def explain_clip(gathered, weights, keyframe_pos):
+      """(1, k, S, S, 3) gathered frames -> Grad-CAM on the fused map."""
+      inputs = temporal.assemble(gathered, weights, keyframe_pos)
+      return explain.gradcam(self.model, self.variables, *inputs,
+                             classes=classes)
+
+    # Compiled once, reused for every clip (all clips have the same shapes).
+    self._explain = explain_clip
     from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
     self.image_size = int(self.config.data.image_size)
     self.preprocessor = FacePreprocessor(image_size=self.image_size,
@@ -164,10 +176,7 @@ class Predictor:
     plan = temporal.plan(where[o], where[apex], where[f], len(pos),
                          num_frames=t, mode=self.config.data.temporal)
     gathered = aligned[plan.indices][None].astype(np.float32)
-    inputs = temporal.assemble(gathered, plan.weights[None],
-                               plan.keyframe_pos[None])
-    res = explain.gradcam(self.model, self.variables, *inputs,
-                          classes=list(range(len(self.class_names))))
+    res = self._explain(gathered, plan.weights[None], plan.keyframe_pos[None])
     return Prediction(
         class_names=tuple(self.class_names),
         probabilities=np.asarray(res["probabilities"][0], np.float64),

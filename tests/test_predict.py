@@ -47,9 +47,9 @@ def save_random_model(directory, class_names, seed=0):
   cfg = tiny_config(len(class_names))
   model = from_config(cfg.model)
   s, t = int(cfg.data.image_size), int(cfg.data.num_frames)
-  variables = model.init(jax.random.key(seed),
-                         np.zeros((1, t + 1, s, s, 3), np.float32),
-                         np.zeros((1, 2, s, s, 3), np.float32))
+  variables = jax.jit(model.init)(
+      jax.random.key(seed), np.zeros((1, t + 1, s, s, 3), np.float32),
+      np.zeros((1, 2, s, s, 3), np.float32))
   return checkpoints.save_model(str(directory),
                                 {"params": variables["params"]}, cfg,
                                 class_names, provenance={"test": "random"})
@@ -201,8 +201,14 @@ def test_cli_writes_probabilities_json_and_heatmap(files, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
+def _env():
+  # A tiny model: fast compiles matter more than fast code.
+  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
+              JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+
+
 def _cli(files, *args):
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  env = _env()
   return subprocess.run(
       [sys.executable, "-m", "experiments.predict",
        f"--checkpoint={files['model']}", *args],
@@ -301,7 +307,7 @@ def test_cli_exits_non_zero_with_a_message_on_bad_input(files, bad):
        r"predicts \('negative', 'positive', 'surprise', 'repression'"),
   ]
   # Run them side by side: each process pays the JAX import once.
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  env = _env()
   procs = []
   for name, args, pattern in runs:
     procs.append((name, pattern, subprocess.Popen(
@@ -326,7 +332,7 @@ def test_cli_refuses_a_model_for_three_classes(files, bad):
        f"--checkpoint={bad['model3']}", f"--video={files['video']}",
        "--classes=negative,positive,surprise,repression,others"],
       capture_output=True, text=True, timeout=300, check=False,
-      env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"))
+      env=_env())
   assert proc.returncode == 2
   assert "predicts ('negative', 'positive', 'surprise')" in proc.stderr
 
