@@ -30,17 +30,27 @@ from edmdbn_jax import explain
 from edmdbn_jax import train
 from edmdbn_jax.data import temporal
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A LOSO run directory.")
-_FOLD = flags.DEFINE_string("fold", None, "Held-out subject of the fold "
-                            "(e.g. 'casme2/sub01', 'sub01' or the fold "
-                            "directory name 'casme2_sub01').")
-_CLIPS = flags.DEFINE_list("clips", None, "Clip names (default: all the "
-                           "fold's held-out clips).")
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model directory to use "
-                                 "instead of the fold's.")
-_TARGET = flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
-                            "Feature map to explain.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output directory.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the command-line flags.
+
+  Called only when the module runs as a script, so that importing it (e.g.
+  `experiments.gradcam.run` in a notebook) next to other experiments modules
+  defines no flags that could clash with theirs.
+  """
+  flags.DEFINE_string("workdir", None, "A LOSO run directory.")
+  flags.DEFINE_string("fold", None, "Held-out subject of the fold "
+                      "(e.g. 'casme2/sub01', 'sub01' or the fold "
+                      "directory name 'casme2_sub01').")
+  flags.DEFINE_list("clips", None, "Clip names (default: all the "
+                    "fold's held-out clips).")
+  flags.DEFINE_string("model_dir", None, "Model directory to use "
+                      "instead of the fold's.")
+  flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
+                    "Feature map to explain.")
+  flags.DEFINE_string("output", None, "Output directory.")
 
 
 def _find_subject(subjects, fold_name):
@@ -175,11 +185,11 @@ def main(argv):
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Orbax logs every checkpoint read at INFO.
     logging.set_verbosity(logging.WARNING)
-  if not _WORKDIR.value:
+  if not FLAGS.workdir:
     raise app.UsageError("--workdir is required.")
   try:
-    paths = run(_WORKDIR.value, _FOLD.value, _CLIPS.value, _MODEL_DIR.value,
-                _TARGET.value, _OUTPUT.value)
+    paths = run(FLAGS.workdir, FLAGS.fold, FLAGS.clips, FLAGS.model_dir,
+                FLAGS.target, FLAGS.output)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -188,4 +198,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -13,9 +13,10 @@ REPO = str(pathlib.Path(__file__).resolve().parents[1])
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("EDMDBN_NOTEBOOK_QUICK", "1")
-_paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-if REPO not in [os.path.abspath(p) for p in _paths]:
-  os.environ["PYTHONPATH"] = os.pathsep.join([REPO] + _paths)
+_paths = [os.path.abspath(p) for p in
+          os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [REPO] + [p for p in _paths if p != REPO])
 
 import jax  # pylint: disable=g-import-not-at-top
 

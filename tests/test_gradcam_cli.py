@@ -152,3 +152,15 @@ def test_cli(run_dir, tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("error: "), stderr
     assert re.search(pattern, stderr.strip().splitlines()[-1]), stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("other", ["loso", "import_torch"])
+def test_importable_next_to_other_experiments(other):
+  """Importing gradcam/predict defines no flags (they clashed on --workdir
+  and --checkpoint with loso / import_torch in one process)."""
+  proc = subprocess.run(
+      [sys.executable, "-c", f"import experiments.{other}, "
+       "experiments.gradcam, experiments.predict"],
+      env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"),
+      capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
