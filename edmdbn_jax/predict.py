@@ -19,6 +19,7 @@ import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+import jax
 import numpy as np
 
 from edmdbn_jax import checkpoints
@@ -52,6 +53,9 @@ class Prediction:
             "apex_estimated": self.apex_estimated}
 
   def save_heatmap(self, path: str, title: str = ""):
+    """Writes the Grad-CAM panel (onset, apex, motion, one map per class)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
     explain.save_panel(path, self.onset_frame, self.apex_frame, self.cams,
                        self.class_names, self.probabilities,
                        title=title or f"predicted {self.predicted}")
@@ -109,6 +113,17 @@ class Predictor:
           c.lower() for c in self.class_names):
         raise errors.CheckpointError(
             f"{model_dir} predicts {self.class_names}, not {exp}.")
+    classes = list(range(len(self.class_names)))
+
+    @jax.jit
+    def explain_clip(gathered, weights, keyframe_pos):
+      """(1, k, S, S, 3) gathered frames -> Grad-CAM on the fused map."""
+      inputs = temporal.assemble(gathered, weights, keyframe_pos)
+      return explain.gradcam(self.model, self.variables, *inputs,
+                             classes=classes)
+
+    # Compiled once, reused for every clip (all clips have the same shapes).
+    self._explain = explain_clip
     from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
     self.image_size = int(self.config.data.image_size)
     self.preprocessor = FacePreprocessor(image_size=self.image_size,
@@ -116,32 +131,55 @@ class Predictor:
 
   def predict_array(self, frames, onset=None, apex=None, offset=None,
                     source: str = "clip") -> Prediction:
-    """frames: uint8 (N, H, W, 3) RGB; keyframes are positions 0..N-1."""
-    from edmdbn_jax.preprocess import estimate_apex  # pylint: disable=g-import-not-at-top
+    """Predicts one clip given as an array.
+
+    Args:
+      frames: uint8 (N, H, W, 3) RGB; keyframes are positions 0..N-1.
+      onset, apex, offset: keyframe positions; None: first frame, the frame
+        most different from the onset (on the aligned face crops), last frame.
+      source: name used in error messages.
+
+    Returns:
+      A `Prediction` (cams (K, h, w) on the fused map).
+
+    Raises:
+      DataError: bad frames or keyframes, a clip without motion.
+      NoFaceError: no face in the onset frame (align=True).
+    """
     frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+      raise errors.DataError(
+          f"{source}: expected uint8 (N, H, W, 3) RGB frames, got "
+          f"{frames.dtype} {frames.shape}.")
     o, f = check_keyframes(len(frames), onset, apex, offset, source)
     estimated = apex is None
     if estimated:
-      apex = o + int(estimate_apex(frames[o:f + 1]))
+      # Face first (a video without a face fails with NoFaceError, not as a
+      # still image); the apex is then estimated on the aligned crops, as
+      # the builders do for clips without an annotated apex.
+      aligned = self.preprocessor.process_clip(list(frames[o:f + 1]), source)
+      apex = o + int(np.argmax(np.abs(
+          aligned.astype(np.float32) - aligned[0].astype(np.float32)
+      ).mean(axis=(1, 2, 3))))
       if apex == o:
         raise errors.DataError(
             f"{source}: no frame differs from the onset frame; is this a "
             "still image? Pass --apex.")
-    pos = stored_positions(o, apex, f)
-    aligned = self.preprocessor.process_clip(
-        [frames[p] for p in pos], source)
+      pos = stored_positions(o, apex, f)
+      aligned = aligned[pos - o]
+    else:
+      pos = stored_positions(o, apex, f)
+      aligned = self.preprocessor.process_clip(
+          [frames[p] for p in pos], source)
     where = {int(p): i for i, p in enumerate(pos)}
     t = int(self.config.data.num_frames)
     plan = temporal.plan(where[o], where[apex], where[f], len(pos),
                          num_frames=t, mode=self.config.data.temporal)
     gathered = aligned[plan.indices][None].astype(np.float32)
-    inputs = temporal.assemble(gathered, plan.weights[None],
-                               plan.keyframe_pos[None])
-    res = explain.gradcam(self.model, self.variables, *inputs,
-                          classes=list(range(len(self.class_names))))
+    res = self._explain(gathered, plan.weights[None], plan.keyframe_pos[None])
     return Prediction(
         class_names=tuple(self.class_names),
-        probabilities=np.asarray(res["probabilities"][0]),
+        probabilities=np.asarray(res["probabilities"][0], np.float64),
         onset=o, apex=int(apex), offset=f, apex_estimated=estimated,
         cams=np.asarray(res["cams"][0]), onset_frame=aligned[where[o]],
         apex_frame=aligned[where[apex]])
@@ -175,7 +213,13 @@ class Predictor:
     hi = len(paths) - 1 if f is None else f
     check_keyframes(len(paths), o, a, f, directory)
     # Read only what is needed: onset..offset.
-    frames = np.stack([io.load_image(p) for p in paths[lo:hi + 1]])
+    frames = [io.load_image(p) for p in paths[lo:hi + 1]]
+    shapes = sorted({fr.shape for fr in frames})
+    if len(shapes) != 1:
+      raise errors.DataError(
+          f"{directory}: the frames change size {shapes}; a clip's frames "
+          "must all have one size.")
+    frames = np.stack(frames)
     shift = lambda v: None if v is None else v - lo
     pred = self.predict_array(frames, shift(o), shift(a), shift(f),
                               source=directory)

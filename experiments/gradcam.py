@@ -13,13 +13,16 @@ By default the fold's held-out clips are explained with the fold's model
 (e.g. `<workdir>/final_model`) with the run's dataset.
 """
 
+import json
 import os
 import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
@@ -27,84 +30,145 @@ from edmdbn_jax import explain
 from edmdbn_jax import train
 from edmdbn_jax.data import temporal
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A LOSO run directory.")
-_FOLD = flags.DEFINE_string("fold", None, "Held-out subject of the fold "
-                            "(e.g. 'casme2/sub01' or 'sub01').")
-_CLIPS = flags.DEFINE_list("clips", None, "Clip names (default: all the "
-                           "fold's held-out clips).")
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model directory to use "
-                                 "instead of the fold's.")
-_TARGET = flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
-                            "Feature map to explain.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output directory.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the command-line flags.
+
+  Called only when the module runs as a script, so that importing it (e.g.
+  `experiments.gradcam.run` in a notebook) next to other experiments modules
+  defines no flags that could clash with theirs.
+  """
+  flags.DEFINE_string("workdir", None, "A LOSO run directory.")
+  flags.DEFINE_string("fold", None, "Held-out subject of the fold "
+                      "(e.g. 'casme2/sub01', 'sub01' or the fold "
+                      "directory name 'casme2_sub01').")
+  flags.DEFINE_list("clips", None, "Clip names (default: all the "
+                    "fold's held-out clips).")
+  flags.DEFINE_string("model_dir", None, "Model directory to use "
+                      "instead of the fold's.")
+  flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
+                    "Feature map to explain.")
+  flags.DEFINE_string("output", None, "Output directory.")
+
+
+def _find_subject(subjects, fold_name):
+  """The subject --fold names ('casme2/sub01', 'sub01' or 'casme2_sub01')."""
+  match = [s for s in subjects
+           if fold_name in (s, s.split("/", 1)[-1], s.replace("/", "_"))]
+  if len(match) != 1:
+    raise errors.ConfigError(
+        f"--fold={fold_name!r} is not a subject of this run; subjects: "
+        f"{subjects}")
+  return match[0]
 
 
 def run(workdir, fold_name=None, clip_names=None, model_dir=None,
-        target="fused", output=None):
-  """Writes panels and maps; returns the list of PNG paths."""
+        target="fused", output=None, progress=True):
+  """Writes panels and maps; returns the list of PNG paths.
+
+  Args:
+    workdir: a LOSO run directory (holds config.json and folds/).
+    fold_name: held-out subject of the fold ('casme2/sub01', 'sub01' or
+      'casme2_sub01'); its model explains its held-out clips by default.
+    clip_names: clips to explain (default: the fold's held-out clips).
+    model_dir: a model directory to use instead of the fold's.
+    target: 'fused', 'entire' or 'detail' (see edmdbn_jax.explain).
+    output: output directory (default <workdir>/gradcam/<fold or 'model'>).
+    progress: show a progress bar.
+
+  Returns:
+    Paths of the PNG panels, one per clip, each next to <clip>_cams.npy
+    (float32 (K, h, w) in [0, 1]) and <clip>_attention.npz.
+
+  Raises:
+    CheckpointError: no run at workdir, an untrained fold, a model for
+      another class set.
+    ConfigError: unknown fold or clips, nothing to explain.
+  """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   cfg_path = os.path.join(workdir, "config.json")
   if not os.path.exists(cfg_path):
     raise errors.CheckpointError(
-        f"{workdir} is not a LOSO run directory (no config.json).")
-  import json  # pylint: disable=g-import-not-at-top
+        f"{workdir} is not a LOSO run directory (no config.json); pass the "
+        "--workdir of an experiments.loso run.")
+  if target not in explain.TARGETS:
+    raise errors.ConfigError(
+        f"target={target!r}; choose from {explain.TARGETS}.")
   with open(cfg_path) as f:
     config = checkpoints.config_from_json(json.load(f))
   clips = train.load_data(config)
   subjects = clips.subject_list()
   fold = None
   if fold_name:
-    match = [s for s in subjects if s == fold_name or
-             s.split("/", 1)[-1] == fold_name]
-    if len(match) != 1:
-      raise errors.ConfigError(
-          f"--fold={fold_name!r} is not a subject of this run; subjects: "
-          f"{subjects}")
-    fold = train.make_folds(clips, match)[0]
+    fold = train.make_folds(clips, [_find_subject(subjects, fold_name)])[0]
   if model_dir is None:
     if fold is None:
       raise errors.ConfigError("Pass --fold (or --model_dir).")
     model_dir = os.path.join(train.fold_dir(workdir, fold), "model")
-  model, variables, mconfig, class_names = checkpoints.load_model(model_dir)
+    if not os.path.isdir(model_dir):
+      done = sorted(d for d in os.listdir(os.path.join(workdir, "folds"))
+                    if os.path.isdir(os.path.join(workdir, "folds", d,
+                                                  "model"))
+                    ) if os.path.isdir(os.path.join(workdir, "folds")) else []
+      raise errors.CheckpointError(
+          f"Fold {fold.subject} has no model in {workdir} (not trained yet, "
+          f"or left out by --config.train.folds); folds with a model: "
+          f"{done}.")
+  model, variables, _, class_names = checkpoints.load_model(model_dir)
   if tuple(class_names) != tuple(clips.class_names):
     raise errors.CheckpointError(
         f"{model_dir} was trained for classes {class_names}, the run's "
         f"dataset has {clips.class_names}.")
-  del mconfig
   if clip_names:
-    lookup = {c: i for i, c in enumerate(clips.clips)}
+    lookup = {str(c): i for i, c in enumerate(clips.clips)}
     missing = [c for c in clip_names if c not in lookup]
     if missing:
-      raise errors.ConfigError(f"Unknown clips {missing}.")
+      pool = (clips.clips[fold.test_idx] if fold is not None
+              else clips.clips)
+      raise errors.ConfigError(
+          f"Unknown clips {missing} in {clips.name}; e.g. "
+          f"{[str(c) for c in pool[:8]]}.")
     indices = [lookup[c] for c in clip_names]
   elif fold is not None:
     indices = list(fold.test_idx)
   else:
     raise errors.ConfigError("Pass --clips or --fold.")
+  held_out = set() if fold is None else set(fold.test_idx.tolist())
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
   paths = []
-  for i in indices:
-    gathered = clips.frames[i:i + 1].astype(np.float32)
-    frames, keyframes = temporal.assemble(
-        gathered, clips.weights[i:i + 1], clips.keyframe_pos[i:i + 1])
+
+  @jax.jit
+  def explain_clip(gathered, weights, keyframe_pos):
+    """One clip (batch of 1) -> Grad-CAM results and the forward's `out`."""
+    frames, keyframes = temporal.assemble(gathered, weights, keyframe_pos)
     res = explain.gradcam(model, variables, frames, keyframes,
                           classes=list(range(len(class_names))),
                           target=target)
     _, out = model.apply(variables, frames, keyframes)
+    return res, out
+
+  for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
+                disable=not progress):
+    res, out = explain_clip(clips.frames[i:i + 1].astype(np.float32),
+                            clips.weights[i:i + 1],
+                            clips.keyframe_pos[i:i + 1])
     attention = {k: v[0] for k, v in explain.attention_maps(out).items()}
     onset = clips.frames[i, clips.keyframe_pos[i, 0]]
     apex = clips.frames[i, clips.keyframe_pos[i, 1]]
-    cams = np.asarray(res["cams"][0])
+    cams = np.asarray(res["cams"][0], np.float32)
     probs = np.asarray(res["probabilities"][0])
     name = str(clips.clips[i]).replace("/", "_")
     label = class_names[int(clips.labels[i])]
     pred = class_names[int(probs.argmax())]
+    seen = "" if fold is None or i in held_out else " [training clip]"
     png = os.path.join(out_dir, f"{name}.png")
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,
-        title=f"{clips.subjects[i]} {clips.clips[i]}: true {label}, "
+        title=f"{clips.subjects[i]} {clips.clips[i]}{seen}: true {label}, "
               f"predicted {pred} (Grad-CAM on {target})",
         attention=attention, label=label)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
@@ -116,12 +180,16 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
 
 
 def main(argv):
-  del argv
-  if not _WORKDIR.value:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint read at INFO.
+    logging.set_verbosity(logging.WARNING)
+  if not FLAGS.workdir:
     raise app.UsageError("--workdir is required.")
   try:
-    paths = run(_WORKDIR.value, _FOLD.value, _CLIPS.value, _MODEL_DIR.value,
-                _TARGET.value, _OUTPUT.value)
+    paths = run(FLAGS.workdir, FLAGS.fold, FLAGS.clips, FLAGS.model_dir,
+                FLAGS.target, FLAGS.output)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -130,4 +198,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

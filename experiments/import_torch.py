@@ -20,14 +20,19 @@ from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax.interop import torch_reference
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "edmdbn_jax/configs/edmdbn.py:paper", "Model config.",
-    lock_config=False)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch .pt/.ckpt file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output model directory.")
-_CLASS_NAMES = flags.DEFINE_list(
-    "class_names", None, "Class names in the checkpoint's label order "
-    "(default: the paper's order for the configured dataset, if known).")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the flags; only when run as a script (see experiments.gradcam)."""
+  config_flags.DEFINE_config_file(
+      "config", "edmdbn_jax/configs/edmdbn.py:paper", "Model config.",
+      lock_config=False)
+  flags.DEFINE_string("checkpoint", None, "PyTorch .pt/.ckpt file.")
+  flags.DEFINE_string("workdir", None, "Output model directory.")
+  flags.DEFINE_list(
+      "class_names", None, "Class names in the checkpoint's label order "
+      "(default: class0, class1, ...).")
 
 
 def read_torch_state_dict(path: str):
@@ -51,12 +56,12 @@ def read_torch_state_dict(path: str):
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  if not _CHECKPOINT.value or not _WORKDIR.value:
+  config = FLAGS.config
+  if not FLAGS.checkpoint or not FLAGS.workdir:
     raise app.UsageError("--checkpoint and --workdir are required.")
-  sd = read_torch_state_dict(_CHECKPOINT.value)
+  sd = read_torch_state_dict(FLAGS.checkpoint)
   variables = torch_reference.convert_state_dict(sd, config)
-  names = _CLASS_NAMES.value
+  names = FLAGS.class_names
   k = int(config.model.num_classes)
   if names is None:
     names = [f"class{i}" for i in range(k)]
@@ -64,10 +69,11 @@ def main(argv):
     raise app.UsageError(f"--class_names has {len(names)} names for {k} "
                          "classes.")
   out = checkpoints.save_model(
-      _WORKDIR.value, variables, config, names,
-      provenance={"source": "torch", "checkpoint": _CHECKPOINT.value})
+      FLAGS.workdir, variables, config, names,
+      provenance={"source": "torch", "checkpoint": FLAGS.checkpoint})
   print(f"Wrote {out} ({len(sd)} tensors converted).")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -17,42 +17,57 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from edmdbn_jax import errors
 from edmdbn_jax import predict
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model directory.")
-_VIDEO = flags.DEFINE_string("video", None, "A video file.")
-_FRAMES = flags.DEFINE_string("frames", None, "A folder of frames.")
-_ONSET = flags.DEFINE_integer("onset", None, "Onset frame.")
-_APEX = flags.DEFINE_integer("apex", None, "Apex frame.")
-_OFFSET = flags.DEFINE_integer("offset", None, "Offset frame.")
-_ALIGN = flags.DEFINE_bool("align", True, "Detect and align the face "
-                           "(--noalign for frames that are already aligned "
-                           "face crops).")
-_UPSAMPLE = flags.DEFINE_integer("upsample", 0, "Face detector upsampling.")
-_CLASSES = flags.DEFINE_list("classes", None, "Expected class set: a count "
-                             "(e.g. 5) or names; refuses a model for "
-                             "another class set.")
-_HEATMAP = flags.DEFINE_string("heatmap", None, "Write a Grad-CAM panel PNG.")
-_JSON = flags.DEFINE_string("json", None, "Write the result as JSON.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defines the command-line flags.
+
+  Called only when the module runs as a script, so that importing it (e.g.
+  `experiments.gradcam.run` in a notebook) next to other experiments modules
+  defines no flags that could clash with theirs.
+  """
+  flags.DEFINE_string("checkpoint", None, "Model directory.")
+  flags.DEFINE_string("video", None, "A video file.")
+  flags.DEFINE_string("frames", None, "A folder of frames.")
+  flags.DEFINE_integer("onset", None, "Onset frame.")
+  flags.DEFINE_integer("apex", None, "Apex frame.")
+  flags.DEFINE_integer("offset", None, "Offset frame.")
+  flags.DEFINE_bool("align", True, "Detect and align the face "
+                    "(--noalign for frames that are already aligned "
+                    "face crops).")
+  flags.DEFINE_integer("upsample", 0, "Face detector upsampling.")
+  flags.DEFINE_list("classes", None, "Expected class set: a count "
+                    "(e.g. 5) or names; refuses a model for "
+                    "another class set.")
+  flags.DEFINE_string("heatmap", None, "Write a Grad-CAM panel PNG.")
+  flags.DEFINE_string("json", None, "Write the result as JSON.")
 
 
 def main(argv):
-  del argv
-  if not _CHECKPOINT.value:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint read at INFO.
+    logging.set_verbosity(logging.WARNING)
+  if not FLAGS.checkpoint:
     raise app.UsageError("--checkpoint is required.")
-  if bool(_VIDEO.value) == bool(_FRAMES.value):
+  if bool(FLAGS.video) == bool(FLAGS.frames):
     raise app.UsageError("Pass exactly one of --video and --frames.")
   try:
-    predictor = predict.Predictor(_CHECKPOINT.value, _CLASSES.value,
-                                  align=_ALIGN.value, upsample=_UPSAMPLE.value)
-    if _VIDEO.value:
-      result = predictor.predict_video(_VIDEO.value, _ONSET.value,
-                                       _APEX.value, _OFFSET.value)
+    predictor = predict.Predictor(FLAGS.checkpoint, FLAGS.classes,
+                                  align=FLAGS.align, upsample=FLAGS.upsample)
+    if FLAGS.video:
+      result = predictor.predict_video(FLAGS.video, FLAGS.onset,
+                                       FLAGS.apex, FLAGS.offset)
     else:
-      result = predictor.predict_frames(_FRAMES.value, _ONSET.value,
-                                        _APEX.value, _OFFSET.value)
+      result = predictor.predict_frames(FLAGS.frames, FLAGS.onset,
+                                        FLAGS.apex, FLAGS.offset)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -62,13 +77,14 @@ def main(argv):
   for name, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]):
     print(f"  {name:>12s}: {p:.3f}")
   print(f"predicted: {d['predicted']}")
-  if _HEATMAP.value:
-    result.save_heatmap(_HEATMAP.value)
-    print(f"heatmap: {_HEATMAP.value}")
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
+  if FLAGS.heatmap:
+    result.save_heatmap(FLAGS.heatmap)
+    print(f"heatmap: {FLAGS.heatmap}")
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
       json.dump(d, f, indent=2)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
