@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
+
+from edmdbn_jax.configs import edmdbn as edmdbn_config
 import numpy as np
 
 from edmdbn_jax import profiling
@@ -40,7 +42,7 @@ from edmdbn_jax.models import from_config
 from edmdbn_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "edmdbn_jax/configs/edmdbn.py:tiny", "Model config.",
+    "config", f"{edmdbn_config.__file__}:tiny", "Model config.",
     lock_config=False)
 _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
                            "Compute dtype (default: the config's).")

@@ -16,6 +16,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from edmdbn_jax.configs import edmdbn as edmdbn_config
+
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax.interop import torch_reference
@@ -26,7 +28,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defines the flags; only when run as a script (see experiments.gradcam)."""
   config_flags.DEFINE_config_file(
-      "config", "edmdbn_jax/configs/edmdbn.py:paper", "Model config.",
+      "config", f"{edmdbn_config.__file__}:paper", "Model config.",
       lock_config=False)
   flags.DEFINE_string("checkpoint", None, "PyTorch .pt/.ckpt file.")
   flags.DEFINE_string("workdir", None, "Output model directory.")

@@ -12,10 +12,12 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from edmdbn_jax.configs import edmdbn as edmdbn_config
+
 from edmdbn_jax import profiling
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "edmdbn_jax/configs/edmdbn.py:paper", "Model config.",
+    "config", f"{edmdbn_config.__file__}:paper", "Model config.",
     lock_config=False)
 _BATCH = flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
