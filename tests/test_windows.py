@@ -76,8 +76,11 @@ def test_relative_position_index_paper_rows():
   assert set(np.diag(idx)) == {7 * 169 + 6 * 13 + 6}
 
 
-def test_relative_position_index_keeps_true_offsets_when_hw_shrink():
-  idx = W.relative_position_index((1, 4, 4), (8, 7, 7))
-  # token 0 = (0,0,0), token 5 = (0,1,1): offset (0,-1,-1).
-  assert idx[0, 5] == 7 * 169 + 5 * 13 + 5
-  assert idx[5, 0] == 7 * 169 + 7 * 13 + 7
+def test_relative_position_index_slices_like_the_released_model():
+  # H and W shrink to 2: the released model takes the first 4 tokens of the
+  # nominal (8, 4, 4) window, (0,0,0)..(0,0,3), not the 2 x 2 geometry.
+  idx = W.relative_position_index((1, 2, 2), (8, 4, 4))
+  row = lambda dd, dh, dw: (dd + 7) * 49 + (dh + 3) * 7 + dw + 3
+  assert idx[0, 3] == row(0, 0, -3)
+  assert idx[3, 0] == row(0, 0, 3)
+  assert idx.shape == (4, 4)

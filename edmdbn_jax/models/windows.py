@@ -121,19 +121,33 @@ def bias_table_size(window_size: Sequence[int]) -> int:
   return (2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1)
 
 
+def _offset_index(window: Sequence[int],
+                  table_window: Sequence[int]) -> np.ndarray:
+  """Table rows of the token pairs of `window`, by their true offsets."""
+  td, th, tw = table_window
+  coords = np.stack(np.meshgrid(*[np.arange(w) for w in window],
+                                indexing="ij")).reshape(3, -1)  # (3, N)
+  rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
+  idx = ((rel[0] + td - 1) * (2 * th - 1) * (2 * tw - 1)
+         + (rel[1] + th - 1) * (2 * tw - 1) + (rel[2] + tw - 1))
+  return idx.astype(np.int32)
+
+
 def relative_position_index(window: Sequence[int],
                             table_window: Sequence[int]) -> np.ndarray:
   """Indices into the bias table of `table_window` for an effective window.
 
-  A pair of tokens with relative offset (dd, dh, dw) uses row
-  `(dd + Td - 1) * (2Th - 1) * (2Tw - 1) + (dh + Th - 1) * (2Tw - 1) + dw + Tw - 1`
-  of the table built for the nominal window (Td, Th, Tw).
-
-  The released model slices its nominal index as `index[:N, :N]`; that equals
-  this function whenever the effective window shrinks along D only (the
-  paper's configuration: window (1, 7, 7) in an (8, 7, 7) table uses rows
-  1183..1351). Where H or W shrink, slicing would pair tokens with offsets of
-  the wrong geometry; this function keeps the true offsets.
+  A pair of tokens with relative offset (dd, dh, dw) in the nominal window
+  (Td, Th, Tw) uses row
+  `(dd + Td - 1) * (2Th - 1) * (2Tw - 1) + (dh + Th - 1) * (2Tw - 1) + dw + Tw - 1`.
+  For a smaller effective window of N tokens the released model (like Video
+  Swin) takes the first N rows and columns of the nominal index,
+  `index[:N, :N]`; this function does the same. When only the depth shrinks
+  (the paper's configuration: window (1, 7, 7) in an (8, 7, 7) table, rows
+  1183..1351) that is exactly the true offsets of the effective window. When
+  H or W shrink (small inputs, e.g. the tiny config's last stage) the sliced
+  rows are those of the first N tokens of the nominal window, not of the true
+  offsets: kept as released so converted weights compute the same function.
 
   Args:
     window: effective window (wd, wh, ww), each <= the nominal one.
@@ -142,10 +156,5 @@ def relative_position_index(window: Sequence[int],
   Returns:
     int32 (N, N), N = wd * wh * ww.
   """
-  td, th, tw = table_window
-  coords = np.stack(np.meshgrid(*[np.arange(w) for w in window],
-                                indexing="ij")).reshape(3, -1)  # (3, N)
-  rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
-  idx = ((rel[0] + td - 1) * (2 * th - 1) * (2 * tw - 1)
-         + (rel[1] + th - 1) * (2 * tw - 1) + (rel[2] + tw - 1))
-  return idx.astype(np.int32)
+  n = int(np.prod(window))
+  return _offset_index(table_window, table_window)[:n, :n]

@@ -1,0 +1,268 @@
+"""EDMDBN in plain PyTorch, with the released model's state-dict layout.
+
+An independent second implementation written from the reference notes (not
+from the Flax code): channels-first tensors, Video Swin-style window
+partition with `view`/`permute`, masks from region slices, `[:N, :N]`
+slicing of the nominal relative-position index, as the released model does.
+It serves two purposes:
+  * cross-framework checks: Flax variables -> `to_state_dict` -> this model
+    must give the same logits (tests/test_torch_model.py);
+  * the PyTorch side of `experiments.benchmark --torch`.
+
+Needs `torch` (the `torch` extra). Only `motion='pixel'` and the released
+3D entire-branch embedding layout are supported.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def _window_rule(size, window, shift):
+  window, shift = list(window), list(shift)
+  for i in range(3):
+    if size[i] <= window[i]:
+      window[i], shift[i] = size[i], 0
+  return tuple(window), tuple(shift)
+
+
+def _partition(x, w):
+  """(B, D, H, W, C) -> (B * nW, wd*wh*ww, C)."""
+  b, d, h, ww_, c = x.shape
+  x = x.view(b, d // w[0], w[0], h // w[1], w[1], ww_ // w[2], w[2], c)
+  return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, w[0] * w[1] * w[2], c)
+
+
+def _reverse(windows, w, b, d, h, ww_):
+  x = windows.view(b, d // w[0], h // w[1], ww_ // w[2], w[0], w[1], w[2], -1)
+  return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, ww_, -1)
+
+
+def _mask(d, h, w, window, shift, device):
+  img = torch.zeros((1, d, h, w, 1), device=device)
+  cnt = 0
+  for sd in (slice(-window[0]), slice(-window[0], -shift[0]),
+             slice(-shift[0], None)):
+    for sh in (slice(-window[1]), slice(-window[1], -shift[1]),
+               slice(-shift[1], None)):
+      for sw in (slice(-window[2]), slice(-window[2], -shift[2]),
+                 slice(-shift[2], None)):
+        img[:, sd, sh, sw, :] = cnt
+        cnt += 1
+  win = _partition(img, window).squeeze(-1)
+  m = win.unsqueeze(1) - win.unsqueeze(2)
+  return m.masked_fill(m != 0, -100.0).masked_fill(m == 0, 0.0)
+
+
+class Attention(nn.Module):
+
+  def __init__(self, dim, heads, window):
+    super().__init__()
+    self.heads, self.window = heads, window
+    self.scale = (dim // heads) ** -0.5
+    wd, wh, ww = window
+    self.relative_position_bias_table = nn.Parameter(
+        torch.zeros((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), heads))
+    coords = torch.stack(torch.meshgrid(
+        torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij"))
+    flat = coords.flatten(1)
+    rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0)
+    rel[:, :, 0] += wd - 1
+    rel[:, :, 1] += wh - 1
+    rel[:, :, 2] += ww - 1
+    rel[:, :, 0] *= (2 * wh - 1) * (2 * ww - 1)
+    rel[:, :, 1] *= 2 * ww - 1
+    self.register_buffer("relative_position_index", rel.sum(-1))
+    self.qkv = nn.Linear(dim, 3 * dim)
+    self.proj = nn.Linear(dim, dim)
+
+  def forward(self, x, mask):
+    b, n, c = x.shape
+    qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    attn = (q * self.scale) @ k.transpose(-2, -1)
+    index = self.relative_position_index[:n, :n].reshape(-1)
+    bias = self.relative_position_bias_table[index].reshape(n, n, -1)
+    attn = attn + bias.permute(2, 0, 1).unsqueeze(0)
+    if mask is not None:
+      nw = mask.shape[0]
+      attn = attn.view(b // nw, nw, self.heads, n, n) + mask[None, :, None]
+      attn = attn.view(-1, self.heads, n, n)
+    attn = attn.softmax(-1)
+    y = (attn @ v).transpose(1, 2).reshape(b, n, c)
+    return self.proj(y)
+
+
+class Mlp(nn.Module):
+
+  def __init__(self, dim, hidden):
+    super().__init__()
+    self.fc1 = nn.Linear(dim, hidden)
+    self.fc2 = nn.Linear(hidden, dim)
+
+  def forward(self, x):
+    return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+
+  def __init__(self, dim, heads, window, shift, mlp_ratio):
+    super().__init__()
+    self.window, self.shift = window, shift
+    self.norm1 = nn.LayerNorm(dim)
+    self.attn = Attention(dim, heads, window)
+    self.norm2 = nn.LayerNorm(dim)
+    self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+  def forward(self, x):  # (B, D, H, W, C)
+    b, d, h, w, _ = x.shape
+    window, shift = _window_rule((d, h, w), self.window, self.shift)
+    y = self.norm1(x)
+    pd, ph, pw = [(-s) % win for s, win in zip((d, h, w), window)]
+    y = F.pad(y, (0, 0, 0, pw, 0, ph, 0, pd))
+    _, dp, hp, wp, _ = y.shape
+    mask = None
+    if any(s > 0 for s in shift):
+      y = torch.roll(y, shifts=(-shift[0], -shift[1], -shift[2]),
+                     dims=(1, 2, 3))
+      mask = _mask(dp, hp, wp, window, shift, x.device)
+    y = self.attn(_partition(y, window), mask)
+    y = _reverse(y, window, b, dp, hp, wp)
+    if mask is not None:
+      y = torch.roll(y, shifts=shift, dims=(1, 2, 3))
+    x = x + y[:, :d, :h, :w].contiguous()
+    return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+
+  def __init__(self, dim):
+    super().__init__()
+    self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+    self.norm = nn.LayerNorm(4 * dim)
+
+  def forward(self, x):
+    _, _, h, w, _ = x.shape
+    x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+    x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2],
+                   x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
+    return self.reduction(self.norm(x))
+
+
+class TokenAttention(nn.Module):
+  """sigmoid(conv([mean_c, max_c])) times maxpool(previous map)."""
+
+  def __init__(self, down):
+    super().__init__()
+    self.conv = nn.Conv3d(2, 1, 1)
+    self.down = down  # the stage's merge, registered twice as released
+
+  def forward(self, x, prev):  # x (B, D, H, W, C)
+    stats = torch.stack([x.mean(-1), x.amax(-1)], 1)  # (B, 2, D, H, W)
+    a = torch.sigmoid(self.conv(stats))  # (B, 1, D, H, W)
+    if prev is not None:
+      a = a * F.max_pool3d(prev, (1, 2, 2), (1, 2, 2), ceil_mode=True)
+    return x * a.permute(0, 2, 3, 4, 1), a
+
+
+class PatchEmbed(nn.Module):
+
+  def __init__(self, patch, dim):
+    super().__init__()
+    self.patch = patch
+    self.proj = nn.Conv3d(3, dim, patch, patch)
+    self.norm = nn.LayerNorm(dim)
+
+  def forward(self, x):  # (B, 3, D, H, W)
+    _, _, d, h, w = x.shape
+    p = self.patch
+    x = F.pad(x, (0, (-w) % p[2], 0, (-h) % p[1], 0, (-d) % p[0]))
+    x = self.proj(x).permute(0, 2, 3, 4, 1)
+    return self.norm(x)
+
+
+class Layer(nn.Module):
+
+  def __init__(self, dim, depth, heads, window, mlp_ratio, last, aa):
+    super().__init__()
+    shift = tuple(w // 2 for w in window)
+    self.blocks = nn.ModuleList([
+        Block(dim, heads, window, (0, 0, 0) if j % 2 == 0 else shift,
+              mlp_ratio) for j in range(depth)])
+    self.downsample = None if last else PatchMerging(dim)
+    self.sa_atten = TokenAttention(self.downsample) if aa else None
+
+
+class Backbone(nn.Module):
+
+  def __init__(self, cfg):
+    super().__init__()
+    m = cfg.model
+    c = int(m.embed_dim)
+    self.patch_embed = PatchEmbed(tuple(m.patch_size), c)
+    n = len(m.depths)
+    self.layers = nn.ModuleList([
+        Layer(c * 2 ** i, int(m.depths[i]), int(m.num_heads[i]),
+              tuple(m.window_size), float(m.mlp_ratio), i == n - 1,
+              bool(m.accumulated_attention)) for i in range(n)])
+    self.norm = nn.LayerNorm(c * 2 ** (n - 1))
+
+  def forward(self, x):  # (B, 3, D, H, W) -> (B, D', H', W', C)
+    x = self.patch_embed(x)
+    a = None
+    for layer in self.layers:
+      for blk in layer.blocks:
+        x = blk(x)
+      if layer.sa_atten is not None:
+        x, a = layer.sa_atten(x, a)
+      if layer.downsample is not None:
+        x = layer.downsample(x)
+    return self.norm(x)
+
+
+class TorchEDMDBN(nn.Module):
+  """Inputs as the Flax model: frames (B, T+1, H, W, 3), keyframes (B, 2, ...)."""
+
+  def __init__(self, cfg):
+    super().__init__()
+    m = cfg.model
+    if m.motion != "pixel":
+      raise ValueError("TorchEDMDBN implements motion='pixel' only.")
+    self.branches, self.fusion = m.branches, m.fusion
+    if m.branches in ("both", "entire"):
+      self.long_action_model = Backbone(cfg)
+    if m.branches in ("both", "detail"):
+      self.short_action_model = Backbone(cfg)
+    s = int(cfg.data.image_size)
+    n = len(m.depths)
+    side = -(-s // (int(m.patch_size[1]) * 2 ** (n - 1)))
+    ch = int(m.embed_dim) * 2 ** (n - 1)
+    if m.branches == "both" and m.fusion == "concat":
+      ch *= 2
+    self.head = nn.Sequential(nn.Flatten(), nn.Linear(ch * side * side,
+                                                      int(m.num_classes)))
+
+  def forward(self, frames, keyframes):
+    maps = []
+    if self.branches in ("both", "entire"):
+      e = (keyframes[:, 1] - keyframes[:, 0]).permute(0, 3, 1, 2)[:, :, None]
+      maps.append(self.long_action_model(e)[:, 0])
+    if self.branches in ("both", "detail"):
+      d = (frames[:, 1:] - frames[:, :-1]).permute(0, 4, 1, 2, 3)
+      maps.append(self.short_action_model(d).mean(1))
+    if len(maps) == 1:
+      fused = maps[0]
+    elif self.fusion == "add":
+      fused = maps[0] + maps[1]
+    else:
+      fused = torch.cat(maps, -1)
+    return self.head(fused.permute(0, 3, 1, 2))  # channel-major flatten
+
+
+def load_numpy_state_dict(model: nn.Module, state_dict):
+  """Loads a {key: numpy array} state dict strictly."""
+  tensors = {k: torch.from_numpy(np.array(v))
+             for k, v in state_dict.items()}
+  model.load_state_dict(tensors, strict=True)
+  return model
