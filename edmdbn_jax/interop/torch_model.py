@@ -266,3 +266,70 @@ def load_numpy_state_dict(model: nn.Module, state_dict):
              for k, v in state_dict.items()}
   model.load_state_dict(tensors, strict=True)
   return model
+
+
+def benchmark(cfg, steps: int = 10, repeats: int = 5):
+  """PyTorch timings of the same architecture (for experiments.benchmark).
+
+  Returns clip-steps/s of batch-4 training (AdamW, cross entropy) and
+  inference latency at batch 1 / throughput at batch 64, in float32 and with
+  autocast (AMP: float16 on CUDA, bfloat16 on CPU).
+  """
+  import time  # pylint: disable=g-import-not-at-top
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  amp_dtype = torch.float16 if device == "cuda" else torch.bfloat16
+  model = TorchEDMDBN(cfg).to(device)
+  s = int(cfg.data.image_size)
+  t = int(cfg.data.num_frames)
+  k = int(cfg.model.num_classes)
+  b = int(cfg.train.batch_size)
+
+  def inputs(n):
+    return (torch.randn(n, t + 1, s, s, 3, device=device),
+            torch.randn(n, 2, s, s, 3, device=device))
+
+  def sync():
+    if device == "cuda":
+      torch.cuda.synchronize()
+
+  out = {"device": device, "torch": torch.__version__}
+  opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+  scaler = torch.amp.GradScaler(enabled=device == "cuda")
+  for amp in (False, True):
+    tag = "amp" if amp else "fp32"
+    f, kf = inputs(b)
+    y = torch.randint(0, k, (b,), device=device)
+    model.train()
+
+    def step():
+      with torch.autocast(device, dtype=amp_dtype, enabled=amp):
+        loss = F.cross_entropy(model(f, kf), y)
+      opt.zero_grad(set_to_none=True)
+      scaler.scale(loss).backward()
+      scaler.step(opt)
+      scaler.update()
+
+    for _ in range(2):
+      step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      step()
+    sync()
+    out[f"train_{tag}_clip_steps_per_s"] = steps * b / (time.perf_counter() -
+                                                        t0)
+    model.eval()
+    for n, key in ((1, "infer_b1_s"), (64, "infer_b64_s")):
+      f1, k1 = inputs(n)
+      with torch.no_grad(), torch.autocast(device, dtype=amp_dtype,
+                                           enabled=amp):
+        model(f1, k1)
+        sync()
+        times = []
+        for _ in range(repeats if n == 1 else 2):
+          t0 = time.perf_counter()
+          model(f1, k1)
+          sync()
+          times.append(time.perf_counter() - t0)
+      out[f"{key}_{tag}"] = float(np.median(times))
+  return out
