@@ -18,12 +18,12 @@ import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
 from edmdbn_jax import errors
+from edmdbn_jax.models import abstract_variables
 from edmdbn_jax.models import from_config
 
 
@@ -58,40 +58,44 @@ def save_model(directory: str, variables, config: ml_collections.ConfigDict,
   return directory
 
 
-def load_meta(directory: str) -> Dict[str, Any]:
+def _check_directory(directory: str) -> str:
   directory = os.path.abspath(os.path.expanduser(directory))
   if not os.path.isdir(directory):
     raise errors.CheckpointError(
         f"No model directory at {directory}. Pass a directory written by "
         "experiments.loso (<workdir>/final_model or <workdir>/folds/<subject>/"
         "model) or experiments.import_torch.")
+  return directory
+
+
+def _restore_meta(mgr, directory: str):
+  """(step, meta) of the latest step of an open manager."""
+  step = mgr.latest_step()
+  if step is None:
+    raise errors.CheckpointError(f"{directory} holds no checkpoint steps.")
+  try:
+    restored = mgr.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.CheckpointError(
+        f"{directory} is not a model directory of this toolkit ({e})") from e
+  return step, restored["meta"]
+
+
+def load_meta(directory: str) -> Dict[str, Any]:
+  directory = _check_directory(directory)
   with ocp.CheckpointManager(directory) as mgr:
-    step = mgr.latest_step()
-    if step is None:
-      raise errors.CheckpointError(f"{directory} holds no checkpoint steps.")
-    try:
-      restored = mgr.restore(step, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore()))
-    except Exception as e:  # pylint: disable=broad-except
-      raise errors.CheckpointError(
-          f"{directory} is not a model directory of this toolkit ({e})") from e
-  return restored["meta"]
+    return _restore_meta(mgr, directory)[1]
 
 
 def load_model(directory: str, dtype: Optional[str] = None,
                ) -> Tuple[Any, Any, ml_collections.ConfigDict, Tuple[str, ...]]:
   """Returns (model, variables, config, class_names) from a model directory."""
-  directory = os.path.abspath(os.path.expanduser(directory))
-  meta = load_meta(directory)
-  config = config_from_json(meta["config"])
-  model = from_config(config.model, dtype=dtype)
-  s = int(config.data.image_size)
-  t = int(config.data.num_frames)
-  abstract = jax.eval_shape(
-      model.init, jax.random.key(0),
-      jax.ShapeDtypeStruct((1, t + 1, s, s, 3), jnp.float32),
-      jax.ShapeDtypeStruct((1, 2, s, s, 3), jnp.float32))
+  directory = _check_directory(directory)
   with ocp.CheckpointManager(directory) as mgr:
-    restored = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract)))
+    step, meta = _restore_meta(mgr, directory)
+    config = config_from_json(meta["config"])
+    model = from_config(config.model, dtype=dtype)
+    restored = mgr.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_variables(model, config))))
   return model, restored["params"], config, tuple(meta["class_names"])

@@ -32,6 +32,15 @@ def cam_from_gradients(feature, grads):
   return _normalise(cam)
 
 
+def _class_cotangents(vjp, logits, classes):
+  """Gradients of each class's summed logit, with a leading class axis.
+
+  One forward pass (the `vjp`), one backward pass per class (vmapped).
+  """
+  onehot = jnp.eye(logits.shape[-1], dtype=logits.dtype)[jnp.asarray(classes)]
+  return jax.vmap(lambda c: vjp(jnp.broadcast_to(c, logits.shape)))(onehot)
+
+
 def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
             target: str = "fused"):
   """Grad-CAM maps of `classes` on `target`.
@@ -52,35 +61,32 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
   params = {"params": variables["params"]}
   if target == "fused":
     fused, _ = model.apply(params, frames, keyframes, method="features")
-    logits_fn = lambda a: model.apply(params, a, method="classify")
-    logits = logits_fn(fused)
-    cams = []
-    for c in classes:
-      g = jax.grad(lambda a, c=c: jnp.sum(logits_fn(a)[:, c]))(fused)
-      cams.append(cam_from_gradients(fused.astype(jnp.float32),
-                                     g.astype(jnp.float32)))
+    logits, vjp = jax.vjp(
+        lambda a: model.apply(params, a, method="classify"), fused)
+    feature, grads = fused, _class_cotangents(vjp, logits, classes)[0]
   else:
     if target not in ("entire", "detail") or (
         model.branches not in ("both", target)):
       raise ValueError(f"The model has no {target} branch "
                        f"(branches={model.branches!r}).")
     hooked = model.clone(gradcam_hooks=True)
-    (logits, out), pert = hooked.apply(params, frames, keyframes,
-                                       mutable=["perturbations"])
+    # Zero perturbations shaped like the stage outputs (no compute).
+    shapes = jax.eval_shape(
+        lambda: hooked.apply(params, frames, keyframes,
+                             mutable=["perturbations"])[1])
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                         shapes["perturbations"])
+    logits, vjp, out = jax.vjp(
+        lambda p: hooked.apply({**params, "perturbations": p}, frames,
+                               keyframes), zeros, has_aux=True)
     stage = f"stage{len(model.depths)}"
-    feature = out[target][stage]  # (B, D, h, w, C)
-    cams = []
-    for c in classes:
-      def f(p, c=c):
-        lg, _ = hooked.apply({**params, "perturbations": p}, frames,
-                             keyframes)
-        return jnp.sum(lg[:, c])
-      g = jax.grad(f)(pert["perturbations"])[target][stage]
-      # Temporal tokens: average features and gradients over D.
-      cams.append(cam_from_gradients(
-          jnp.mean(feature, 1).astype(jnp.float32),
-          jnp.mean(g, 1).astype(jnp.float32)))
-  cams = jnp.stack(cams, axis=1)
+    # Temporal tokens: average features and gradients over D.
+    feature = jnp.mean(out[target][stage], 1)
+    grads = jnp.mean(
+        _class_cotangents(vjp, logits, classes)[0][target][stage], 2)
+  cams = jax.vmap(lambda g: cam_from_gradients(
+      feature.astype(jnp.float32), g.astype(jnp.float32)))(grads)
+  cams = jnp.moveaxis(cams, 0, 1)
   return {"cams": cams, "logits": logits,
           "probabilities": jax.nn.softmax(logits, -1)}
 

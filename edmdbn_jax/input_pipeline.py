@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from edmdbn_jax import errors
 from edmdbn_jax.data import temporal
+from edmdbn_jax.preprocess import estimate_apex
 
 
 @dataclasses.dataclass
@@ -60,10 +61,7 @@ def _text(v) -> str:
 
 def max_diff_apex(frames: np.ndarray, onset: int, offset: int) -> int:
   """Stored frame in [onset, offset] most different from the onset frame."""
-  ref = frames[onset].astype(np.float32)
-  diffs = [np.abs(frames[i].astype(np.float32) - ref).mean()
-           for i in range(onset, offset + 1)]
-  return onset + int(np.argmax(diffs))
+  return onset + estimate_apex(frames[onset:offset + 1])
 
 
 def from_examples(examples, class_names, name, *, num_frames=8,

@@ -26,7 +26,8 @@ from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax import explain
 from edmdbn_jax.data import temporal
-from edmdbn_jax.datasets.features import DEFAULT_MAX_STORED_FRAMES
+from edmdbn_jax.datasets.common import choose_stored_frames
+from edmdbn_jax.preprocess import estimate_apex
 
 
 @dataclasses.dataclass
@@ -61,14 +62,14 @@ class Prediction:
                        title=title or f"predicted {self.predicted}")
 
 
-def stored_positions(onset: int, apex: int, offset: int,
-                     cap: int = DEFAULT_MAX_STORED_FRAMES) -> np.ndarray:
-  """Even subsample of [onset, offset] (<= cap frames) holding the keyframes."""
-  n = offset - onset + 1
-  if n <= cap:
-    return np.arange(onset, offset + 1)
-  pos = np.round(np.linspace(onset, offset, cap - 1)).astype(int)
-  return np.unique(np.concatenate([pos, [onset, apex, offset]]))
+def stored_positions(onset: int, apex: int, offset: int) -> np.ndarray:
+  """Positions of [onset, offset] a clip keeps, as the dataset builders do.
+
+  An even subsample of at most DEFAULT_MAX_STORED_FRAMES frames that always
+  holds the onset, apex and offset (datasets.common.choose_stored_frames).
+  """
+  kept, _ = choose_stored_frames(list(range(onset, offset + 1)), apex)
+  return np.asarray(kept)
 
 
 def check_keyframes(n: int, onset, apex, offset, source: str):
@@ -158,9 +159,7 @@ class Predictor:
       # still image); the apex is then estimated on the aligned crops, as
       # the builders do for clips without an annotated apex.
       aligned = self.preprocessor.process_clip(list(frames[o:f + 1]), source)
-      apex = o + int(np.argmax(np.abs(
-          aligned.astype(np.float32) - aligned[0].astype(np.float32)
-      ).mean(axis=(1, 2, 3))))
+      apex = o + estimate_apex(aligned)
       if apex == o:
         raise errors.DataError(
             f"{source}: no frame differs from the onset frame; is this a "
@@ -228,6 +227,3 @@ class Predictor:
     pred.offset = numbers[lo + pred.offset]
     return pred
 
-
-def is_video(path: str) -> bool:
-  return os.path.isfile(path)

@@ -8,26 +8,17 @@ import time
 from typing import Dict, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from edmdbn_jax.models import abstract_variables
 from edmdbn_jax.models import from_config
-
-
-def input_shapes(config, batch: int):
-  s = int(config.data.image_size)
-  t = int(config.data.num_frames)
-  return ((batch, t + 1, s, s, 3), (batch, 2, s, s, 3))
+from edmdbn_jax.models import input_specs
 
 
 def param_counts(config: ml_collections.ConfigDict) -> Dict[str, int]:
   """Parameters per top-level part ('entire', 'detail', 'head', ...) + total."""
-  model = from_config(config.model)
-  f, k = input_shapes(config, 1)
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct(f, jnp.float32),
-                          jax.ShapeDtypeStruct(k, jnp.float32))["params"]
+  shapes = abstract_variables(from_config(config.model), config)["params"]
   counts = {name: int(sum(np.prod(x.shape) for x in jax.tree.leaves(sub)))
             for name, sub in shapes.items()}
   counts["total"] = sum(counts.values())
@@ -42,14 +33,10 @@ def forward_cost(config: ml_collections.ConfigDict, batch: int = 1,
   'compile_s': ...}.
   """
   model = from_config(config.model, dtype=dtype)
-  f, k = input_shapes(config, batch)
-  variables = jax.eval_shape(model.init, jax.random.key(0),
-                             jax.ShapeDtypeStruct(f, jnp.float32),
-                             jax.ShapeDtypeStruct(k, jnp.float32))
+  variables = abstract_variables(model, config)
   fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
   t0 = time.perf_counter()
-  compiled = fn.lower(variables, jax.ShapeDtypeStruct(f, jnp.float32),
-                      jax.ShapeDtypeStruct(k, jnp.float32)).compile()
+  compiled = fn.lower(variables, *input_specs(config, batch)).compile()
   compile_s = time.perf_counter() - t0
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
@@ -64,9 +51,9 @@ def forward_latency(config: ml_collections.ConfigDict, batch: int = 1,
                     warmup: int = 2) -> Dict[str, float]:
   """Wall time of the jitted forward pass on the default device (seconds)."""
   model = from_config(config.model, dtype=dtype)
-  f, k = input_shapes(config, batch)
-  frames = jax.random.normal(jax.random.key(1), f)
-  keyframes = jax.random.normal(jax.random.key(2), k)
+  f, k = input_specs(config, batch)
+  frames = jax.random.normal(jax.random.key(1), f.shape)
+  keyframes = jax.random.normal(jax.random.key(2), k.shape)
   variables = jax.jit(model.init)(jax.random.key(0), frames, keyframes)
   fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
   for _ in range(warmup):

@@ -13,13 +13,12 @@ class LosoProgress:
   when folds differ in size.
   """
 
-  def __init__(self, folds, epochs: int, batch: int, enabled: bool = True):
+  def __init__(self, folds, epochs: int, enabled: bool = True):
     self.epochs = epochs
     self.total = sum(len(f.train_idx) for f in folds) * epochs
     self.bar = tqdm(total=self.total, unit="clip-epoch", disable=not enabled,
                     dynamic_ncols=True, file=sys.stderr,
                     desc=f"LOSO {len(folds)} folds x {epochs} epochs")
-    del batch
 
   def resume(self, group, start_epoch: int):
     self.bar.update(sum(len(f.train_idx) for f in group) * start_epoch)

@@ -33,7 +33,6 @@ import dataclasses
 import json
 import math
 import os
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
@@ -48,11 +47,13 @@ import orbax.checkpoint as ocp
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
+from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax.data import augment as augment_lib
 from edmdbn_jax.data import temporal
 from edmdbn_jax.evaluators import metrics as metrics_lib
 from edmdbn_jax.evaluators import report as report_lib
 from edmdbn_jax.models import from_config
+from edmdbn_jax.models import input_specs
 
 # Config fields that may differ between the run that made a workdir and the
 # one resuming it: they change how the work is scheduled, not its result.
@@ -86,8 +87,6 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str):
   """'none' -> ones; 'balanced' -> w_i = M / (K * M_i) (0 for absent i)."""
   if mode == "none":
     return np.ones(num_classes, np.float32)
-  if mode != "balanced":
-    raise errors.ConfigError(f"class_weights={mode!r}; use none|balanced")
   counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
   w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)),
                0.0)
@@ -95,9 +94,13 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str):
 
 
 def resolve_class_weights(config) -> str:
+  """'none' or 'balanced' ('auto': balanced on SAMM, as in the paper)."""
   mode = config.train.class_weights
   if mode == "auto":
     return "balanced" if config.data.dataset == "samm" else "none"
+  if mode not in ("none", "balanced"):
+    raise errors.ConfigError(
+        f"class_weights={mode!r}; use none|balanced|auto")
   return mode
 
 
@@ -128,21 +131,14 @@ def make_folds(clips, subjects: Optional[Sequence[str]] = None,
                  np.zeros((0,), np.int64))]
   chosen = list(all_subjects)
   if subjects:
-    unknown = [s for s in subjects if s not in all_subjects]
     # Accept ids without the '<dataset>/' prefix too.
-    fixed = []
-    for s in subjects:
-      if s in all_subjects:
-        fixed.append(s)
-        continue
-      match = [a for a in all_subjects if a.split("/", 1)[-1] == s]
-      if len(match) == 1:
-        fixed.append(match[0])
-    if len(fixed) != len(subjects):
+    short = {a.split("/", 1)[-1]: a for a in all_subjects}
+    unknown = [s for s in subjects if s not in all_subjects and s not in short]
+    if unknown:
       raise errors.ConfigError(
           f"--folds names unknown subjects {unknown}; this dataset has "
           f"{all_subjects}.")
-    chosen = fixed
+    chosen = [s if s in all_subjects else short[s] for s in subjects]
   folds = []
   for s in chosen:
     test = np.flatnonzero(clips.subjects == s)
@@ -233,9 +229,7 @@ def make_steps(model, tx, config, mesh):
 
 def _make_steps(model, tx, config, mesh):
   t = config.train
-  s = int(config.data.image_size)
-  nf = int(config.data.num_frames)
-  dummy = (jnp.zeros((1, nf + 1, s, s, 3)), jnp.zeros((1, 2, s, s, 3)))
+  dummy = [jnp.zeros(a.shape, a.dtype) for a in input_specs(config)]
   augment = bool(config.data.augment)
 
   def init_one(key):
@@ -324,17 +318,6 @@ def make_mesh(num_folds: int, batch: int) -> Mesh:
 # ---------------------------------------------------------------------------
 # Run directory: config check, per-fold checkpoints and results.
 # ---------------------------------------------------------------------------
-def _flatten(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(_flatten(v, key + "."))
-    else:
-      out[key] = v
-  return out
-
-
 def check_workdir(config, workdir: str):
   """Writes config.json, or refuses a workdir made with a different config."""
   os.makedirs(workdir, exist_ok=True)
@@ -343,7 +326,7 @@ def check_workdir(config, workdir: str):
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
-    a, b = _flatten(stored), _flatten(current)
+    a, b = edmdbn_config.flatten(stored), edmdbn_config.flatten(current)
     diff = sorted(k for k in set(a) | set(b)
                   if k not in RESUME_INVARIANT and a.get(k) != b.get(k))
     folds = os.path.join(workdir, "folds")
@@ -398,7 +381,6 @@ def validate(config):
   if t.eval_every_epochs < 1:
     raise errors.ConfigError("train.eval_every_epochs must be >= 1.")
   resolve_class_weights(config)
-  class_weights(np.zeros(1, np.int64), 1, resolve_class_weights(config))
   if config.data.temporal not in ("keyframes", "reference", "uniform"):
     raise errors.ConfigError(
         f"data.temporal={config.data.temporal!r}: use keyframes | reference "
@@ -489,7 +471,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   data = device_data(clips, mesh)
 
   from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
-  bar = progress.LosoProgress(todo, int(t.epochs), int(t.batch_size),
+  bar = progress.LosoProgress(todo, int(t.epochs),
                               enabled=bool(t.get("progress", True)))
   writer = progress.summary_writer(workdir)
 
@@ -605,8 +587,9 @@ def _train_group(group, clips, data, config, workdir, model, jit_init,
     if done % int(t.get("checkpoint_every_epochs", 1)) or done == epochs:
       bar.epoch_done(group, done, histories)
       continue
-    for i, (f, mgr) in enumerate(zip(group, managers)):
-      one = jax.tree.map(lambda a, i=i: np.asarray(a[i]), state)
+    host = jax.device_get(state)  # one transfer for every fold of the group
+    for i, mgr in enumerate(managers):
+      one = jax.tree.map(lambda a, i=i: a[i], host)
       mgr.save(done, args=ocp.args.Composite(
           state=ocp.args.StandardSave(one),
           history=ocp.args.JsonSave({"history": histories[i]})))
@@ -615,8 +598,9 @@ def _train_group(group, clips, data, config, workdir, model, jit_init,
     bar.epoch_done(group, done, histories)
 
   # Finished: final model (last epoch) and the fold's result.
+  host = jax.device_get(state["params"])
   for i, (f, mgr) in enumerate(zip(group, managers)):
-    params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), state["params"])
+    params = jax.tree.map(lambda a, i=i: a[i], host)
     target = (os.path.join(workdir, "final_model") if not f.subject
               else os.path.join(fold_dir(workdir, f), "model"))
     checkpoints.save_model(
@@ -643,11 +627,11 @@ def select_epoch(history: List[Dict[str, Any]], selection: str):
                                        -h["epoch"]))
 
 
-def fold_results(workdir, folds, clips, selection):
+def fold_results(histories, folds, clips, selection):
+  """FoldResults of `selection` from each fold's per-epoch history."""
   out = []
-  for f in folds:
-    res = load_fold_result(workdir, f)
-    rec = select_epoch(res["history"], selection)
+  for f, history in zip(folds, histories):
+    rec = select_epoch(history, selection)
     logits = np.asarray(rec["logits"], np.float32)
     out.append(metrics_lib.FoldResult(
         subject=f.subject, labels=clips.labels[f.test_idx],
@@ -661,9 +645,10 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   """Scores every fold under both protocols; writes the headline's reports."""
   k = int(config.model.num_classes)
   selection = config.train.selection
+  histories = [load_fold_result(workdir, f)["history"] for f in folds]
   results, frs = {}, {}
   for sel in ("fixed", "test_best"):
-    frs[sel] = fold_results(workdir, folds, clips, sel)
+    frs[sel] = fold_results(histories, folds, clips, sel)
     note = (f"{len(folds)} LOSO folds, {config.train.epochs} epochs, "
             f"dataset {clips.name}, seed {config.train.seed}")
     results[sel] = metrics_lib.summarize(
@@ -677,6 +662,4 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
       "protocol": results[other]["protocol"]}
   report_lib.write_all(headline, frs[selection], workdir,
                        list(clips.class_names))
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(headline, f, indent=2)
   return headline

@@ -92,16 +92,6 @@ flags.DEFINE_bool("final_model", None,
                   "Train on all subjects and save the model for inference.")
 
 
-def _flat(config, prefix=""):
-  out = {}
-  for k, v in config.items():
-    if hasattr(v, "items"):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
 def _get(config, path):
   node = config
   for part in path.split("."):
@@ -130,8 +120,9 @@ def resolve_config(argv_flags=flags.FLAGS):
     # Apply what --config.* changed on the 'auto' defaults to the variant
     # that fits the dataset.
     variant = "tiny" if dataset == "synthetic" else "paper"
-    changed = {k: v for k, v in _flat(config).items()
-               if _flat(edmdbn_config.get_config("auto")).get(k) != v}
+    defaults = edmdbn_config.flatten(edmdbn_config.get_config("auto"))
+    changed = {k: v for k, v in edmdbn_config.flatten(config).items()
+               if defaults.get(k) != v}
     changed.pop("variant", None)
     config = edmdbn_config.get_config(variant)
     for path, value in changed.items():

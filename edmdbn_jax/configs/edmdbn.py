@@ -112,3 +112,14 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     target[key] = value
   config.model.num_classes = int(config.model.num_classes)
   return config
+
+
+def flatten(config, prefix: str = "") -> dict:
+  """{'model.fusion': 'add', ...} from a ConfigDict or a nested dict."""
+  out = {}
+  for k, v in config.items():
+    if hasattr(v, "items"):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out

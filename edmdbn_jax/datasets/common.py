@@ -41,7 +41,6 @@ Rules applied to annotations (each application is recorded in the report):
   duplicated clip: `AnnotationError` naming the file, sheet and row.
 """
 
-import abc
 import collections
 import dataclasses
 import json
@@ -398,6 +397,34 @@ class ClipRecord:
     return f"{self.dataset}/{self.subject}/{self.clip}"
 
 
+def sheet_record(row: SheetRow, *, dataset: str, subject: str, clip: str,
+                 class_set: ClassSet, frame_dir: epath.Path, prefix: str,
+                 align: bool, columns: Sequence[str]) -> ClipRecord:
+  """A ClipRecord from an annotation row.
+
+  Args:
+    columns: the row's (onset, apex, offset) column names; the apex may be
+      missing ('/'), the onset must not come after the offset.
+
+  Raises:
+    AnnotationError naming the sheet row.
+  """
+  onset_col, apex_col, offset_col = columns
+  onset = parse_frame(row.get(onset_col), onset_col, row.where)
+  apex = parse_frame(row.get(apex_col), apex_col, row.where,
+                     allow_missing=True)
+  offset = parse_frame(row.get(offset_col), offset_col, row.where)
+  if onset > offset:
+    raise AnnotationError(
+        f"{row.where}: {onset_col} {onset} is after {offset_col} {offset}.")
+  emotion = str(row.get("Estimated Emotion") or "").strip()
+  return ClipRecord(
+      dataset=dataset, subject=subject, clip=clip, emotion=emotion,
+      label=class_set.label(emotion, row.where), frame_dir=frame_dir,
+      prefix=prefix, align=align, where=row.where, onset=onset, apex=apex,
+      offset=offset, action_units=str(row.get("Action Units") or "").strip())
+
+
 def frames_by_number(directory: epath.Path, prefix: str = "",
                      clip: str = "", where: str = "") -> dict[int, epath.Path]:
   """Frame number -> file for the images in `directory` named `prefix*`.
@@ -715,7 +742,7 @@ def make_configs(class_sets: Mapping[int, ClassSet],
   return out
 
 
-class ClipBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
+class ClipBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of the licensed clip builders: one `train` split, LOSO later.
 
   Subclasses set DATASET, MANUAL_DOWNLOAD_INSTRUCTIONS, BUILDER_CONFIGS and
@@ -727,13 +754,20 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder, abc.ABC):
   DATASET = ""
   HOMEPAGE = ""
 
-  @abc.abstractmethod
+  # The dataset module's `find_clips(manual_dir, class_set, variant,
+  # report)`, set by each subclass as a staticmethod.
+  FIND_CLIPS = None
+
   def find_clips(self, manual_dir: epath.Path,
                  report: BuildReport) -> list[ClipRecord]:
     """Parses the annotation and chooses frame sources; reads no frames.
 
     Records the chosen frame source(s) in `report.frame_sources`.
     """
+    cfg = self.builder_config
+    return type(self).FIND_CLIPS(
+        manual_dir, CLASS_SETS[self.DATASET][cfg.num_classes], cfg.variant,
+        report)
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config

@@ -125,7 +125,7 @@ def write_predictions(fold_results, class_names, path):
 
 
 def write_all(results, fold_results, workdir, class_names):
-  """results.md, confusion.png/.csv, predictions.csv, megc_log.txt."""
+  """results.json/.md, confusion.png/.csv, predictions.csv, megc_log.txt."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_table(results))
@@ -138,6 +138,5 @@ def write_all(results, fold_results, workdir, class_names):
                     os.path.join(workdir, "predictions.csv"))
   megc_prediction_log(fold_results, class_names,
                       os.path.join(workdir, "megc_log.txt"))
-  with open(os.path.join(workdir, f"results_{p['selection']}.json"),
-            "w") as f:
+  with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)

@@ -24,7 +24,6 @@ NumPy only: torch is needed just to read a `.pt` file (experiments.import_torch)
 from typing import Dict, Mapping, Tuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -43,11 +42,7 @@ def _flax_shapes(config: ml_collections.ConfigDict):
         "The released model has no feature-subtraction block; only "
         "model.motion='pixel' configs can load its weights.")
   model = edmdbn_lib.from_config(config.model, dtype="float32")
-  s = int(config.data.image_size)
-  t = int(config.data.num_frames)
-  frames = jax.ShapeDtypeStruct((1, t + 1, s, s, 3), jnp.float32)
-  keyframes = jax.ShapeDtypeStruct((1, 2, s, s, 3), jnp.float32)
-  return jax.eval_shape(model.init, jax.random.key(0), frames, keyframes)
+  return edmdbn_lib.abstract_variables(model, config)
 
 
 def _torch_key(path: Tuple[str, ...]) -> Tuple[str, str]:

@@ -24,6 +24,7 @@ head), which Grad-CAM uses to differentiate the logits w.r.t. the fused map.
 from typing import Any, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -206,3 +207,16 @@ def from_config(model_config: ml_collections.ConfigDict,
       accumulated_attention=bool(m.accumulated_attention),
       branches=m.branches, fusion=m.fusion, motion=m.motion,
       entire_patch_embed=m.entire_patch_embed, dtype=DTYPES[name])
+
+
+def input_specs(config: ml_collections.ConfigDict, batch: int = 1):
+  """Abstract (frames, keyframes) inputs for `config.data` at `batch`."""
+  s = int(config.data.image_size)
+  t = int(config.data.num_frames)
+  return (jax.ShapeDtypeStruct((batch, t + 1, s, s, 3), jnp.float32),
+          jax.ShapeDtypeStruct((batch, 2, s, s, 3), jnp.float32))
+
+
+def abstract_variables(model: EDMDBN, config: ml_collections.ConfigDict):
+  """The model's variables as shapes only (no compute, no memory)."""
+  return jax.eval_shape(model.init, jax.random.key(0), *input_specs(config))

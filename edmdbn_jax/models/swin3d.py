@@ -8,7 +8,7 @@ the geometry lives in `edmdbn_jax.models.windows`.
 """
 
 import functools
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 import flax.linen as nn
 import jax

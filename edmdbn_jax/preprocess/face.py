@@ -17,7 +17,7 @@ template's source and the model's licence terms.
 import functools
 import importlib.util
 import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np

@@ -85,22 +85,10 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     clip = str(row.get("Filename") or "").strip()
     if not clip:
       raise AnnotationError(f"{row.where}: the Filename cell is empty.")
-    onset = common.parse_frame(row.get("OnsetFrame"), "OnsetFrame", row.where)
-    apex = common.parse_frame(row.get("ApexFrame"), "ApexFrame", row.where,
-                              allow_missing=True)
-    offset = common.parse_frame(row.get("OffsetFrame"), "OffsetFrame",
-                                row.where)
-    if onset > offset:
-      raise AnnotationError(
-          f"{row.where}: OnsetFrame {onset} is after OffsetFrame {offset}.")
-    emotion = str(row.get("Estimated Emotion") or "").strip()
-    records.append(common.ClipRecord(
-        dataset=DATASET, subject=subject, clip=clip, emotion=emotion,
-        label=class_set.label(emotion, row.where),
-        frame_dir=source.root / subject / clip, prefix=source.prefix,
-        align=source.align, where=row.where, onset=onset, apex=apex,
-        offset=offset,
-        action_units=str(row.get("Action Units") or "").strip()))
+    records.append(common.sheet_record(
+        row, dataset=DATASET, subject=subject, clip=clip,
+        class_set=class_set, frame_dir=source.root / subject / clip, prefix=source.prefix,
+        align=source.align, columns=("OnsetFrame", "ApexFrame", "OffsetFrame")))
   return records
 
 
@@ -112,7 +100,4 @@ class Builder(common.ClipBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = common.make_configs(common.CLASS_SETS[DATASET])
 
-  def find_clips(self, manual_dir, report):
-    cfg = self.builder_config
-    return find_clips(manual_dir, common.CLASS_SETS[DATASET][cfg.num_classes],
-                      cfg.variant, report)
+  FIND_CLIPS = staticmethod(find_clips)

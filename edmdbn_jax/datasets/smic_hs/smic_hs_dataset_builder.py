@@ -107,7 +107,4 @@ class Builder(common.ClipBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = common.make_configs(common.CLASS_SETS[DATASET])
 
-  def find_clips(self, manual_dir, report):
-    cfg = self.builder_config
-    return find_clips(manual_dir, common.CLASS_SETS[DATASET][cfg.num_classes],
-                      cfg.variant, report)
+  FIND_CLIPS = staticmethod(find_clips)
