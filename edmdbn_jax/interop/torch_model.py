@@ -1,17 +1,31 @@
-"""EDMDBN in plain PyTorch, with the released model's state-dict layout.
+"""EDMDBN in PyTorch, with the released model's state-dict layout.
 
-An independent second implementation written from the reference notes (not
-from the Flax code): channels-first tensors, Video Swin-style window
-partition with `view`/`permute`, masks from region slices, `[:N, :N]`
-slicing of the nominal relative-position index, as the released model does.
-It serves two purposes:
+Two builds of the same network, chosen by `TorchEDMDBN(cfg, blocks=...)`:
+  * `blocks='plain'`: an independent second implementation written from the
+    reference notes (not from the Flax code): channels-first tensors, Video
+    Swin-style window partition with `view`/`permute`, masks from region
+    slices, `[:N, :N]` slicing of the nominal relative-position index, as the
+    released model does. Needs only torch.
+  * `blocks='torchvision'`: the Swin parts are torchvision's Video Swin
+    building blocks (`torchvision.models.video.swin_transformer`:
+    `PatchEmbed3d`, `SwinTransformerBlock` with `ShiftedWindowAttention3d`,
+    and `PatchMerging`), with stochastic depth as in the paper; only Token
+    Attention, fusion and the head are written here. Its state dict is the
+    released one except that torchvision names the MLP `mlp.0` / `mlp.3`
+    where the released model says `mlp.fc1` / `mlp.fc2`
+    (`load_numpy_state_dict` translates). Needs torchvision.
+
+Both serve:
   * cross-framework checks: Flax variables -> `to_state_dict` -> this model
     must give the same logits (tests/test_torch_model.py);
-  * the PyTorch side of `experiments.benchmark --torch`.
+  * the PyTorch side of `experiments.benchmark --torch` (torchvision blocks
+    by default).
 
-Needs `torch` (the `torch` extra). Only `motion='pixel'` and the released
-3D entire-branch embedding layout are supported.
+Only `motion='pixel'` and the released 3D entire-branch embedding layout are
+supported.
 """
+
+import functools
 
 import numpy as np
 import torch
@@ -182,30 +196,66 @@ class PatchEmbed(nn.Module):
     return self.norm(x)
 
 
-class Layer(nn.Module):
+BLOCKS = ("plain", "torchvision")
 
-  def __init__(self, dim, depth, heads, window, mlp_ratio, last, aa):
+
+def _torchvision_parts():
+  """torchvision's Video Swin building blocks (ImportError without it)."""
+  from torchvision.models import swin_transformer as swin2d  # pylint: disable=g-import-not-at-top
+  from torchvision.models.video import swin_transformer as swin3d  # pylint: disable=g-import-not-at-top
+  return swin2d, swin3d
+
+
+class Layer(nn.Module):
+  """One stage: blocks, Token Attention, patch merging (released names)."""
+
+  def __init__(self, dim, depth, heads, window, mlp_ratio, last, aa,
+               blocks="plain", drop_path=()):
     super().__init__()
     shift = tuple(w // 2 for w in window)
-    self.blocks = nn.ModuleList([
-        Block(dim, heads, window, (0, 0, 0) if j % 2 == 0 else shift,
-              mlp_ratio) for j in range(depth)])
-    self.downsample = None if last else PatchMerging(dim)
+    shifts = [(0, 0, 0) if j % 2 == 0 else shift for j in range(depth)]
+    if blocks == "torchvision":
+      swin2d, swin3d = _torchvision_parts()
+      norm = functools.partial(nn.LayerNorm, eps=1e-5)
+      self.blocks = nn.ModuleList([
+          swin2d.SwinTransformerBlock(
+              dim, heads, list(window), list(shifts[j]), mlp_ratio=mlp_ratio,
+              stochastic_depth_prob=float(drop_path[j]), norm_layer=norm,
+              attn_layer=swin3d.ShiftedWindowAttention3d)
+          for j in range(depth)])
+      self.downsample = None if last else swin2d.PatchMerging(dim, norm)
+    else:
+      self.blocks = nn.ModuleList([
+          Block(dim, heads, window, shifts[j], mlp_ratio)
+          for j in range(depth)])
+      self.downsample = None if last else PatchMerging(dim)
     self.sa_atten = TokenAttention(self.downsample) if aa else None
 
 
 class Backbone(nn.Module):
 
-  def __init__(self, cfg):
+  def __init__(self, cfg, blocks="plain"):
     super().__init__()
     m = cfg.model
     c = int(m.embed_dim)
-    self.patch_embed = PatchEmbed(tuple(m.patch_size), c)
-    n = len(m.depths)
+    depths = [int(d) for d in m.depths]
+    if blocks == "torchvision":
+      _, swin3d = _torchvision_parts()
+      self.patch_embed = swin3d.PatchEmbed3d(
+          list(m.patch_size), 3, c,
+          norm_layer=functools.partial(nn.LayerNorm, eps=1e-5))
+    else:
+      self.patch_embed = PatchEmbed(tuple(m.patch_size), c)
+    # Stochastic depth linearly from 0 to drop_path_rate over all blocks
+    # (torchvision blocks only; the plain blocks are for inference checks).
+    dpr = np.linspace(0.0, float(m.drop_path_rate), sum(depths))
+    starts = np.cumsum([0] + depths)
+    n = len(depths)
     self.layers = nn.ModuleList([
-        Layer(c * 2 ** i, int(m.depths[i]), int(m.num_heads[i]),
+        Layer(c * 2 ** i, depths[i], int(m.num_heads[i]),
               tuple(m.window_size), float(m.mlp_ratio), i == n - 1,
-              bool(m.accumulated_attention)) for i in range(n)])
+              bool(m.accumulated_attention), blocks,
+              dpr[starts[i]:starts[i + 1]]) for i in range(n)])
     self.norm = nn.LayerNorm(c * 2 ** (n - 1))
 
   def forward(self, x):  # (B, 3, D, H, W) -> (B, D', H', W', C)
@@ -224,16 +274,19 @@ class Backbone(nn.Module):
 class TorchEDMDBN(nn.Module):
   """Inputs as the Flax model: frames (B, T+1, H, W, 3), keyframes (B, 2, ...)."""
 
-  def __init__(self, cfg):
+  def __init__(self, cfg, blocks="plain"):
     super().__init__()
     m = cfg.model
     if m.motion != "pixel":
       raise ValueError("TorchEDMDBN implements motion='pixel' only.")
+    if blocks not in BLOCKS:
+      raise ValueError(f"blocks must be one of {BLOCKS}, not {blocks!r}.")
+    self.blocks = blocks
     self.branches, self.fusion = m.branches, m.fusion
     if m.branches in ("both", "entire"):
-      self.long_action_model = Backbone(cfg)
+      self.long_action_model = Backbone(cfg, blocks)
     if m.branches in ("both", "detail"):
-      self.short_action_model = Backbone(cfg)
+      self.short_action_model = Backbone(cfg, blocks)
     s = int(cfg.data.image_size)
     n = len(m.depths)
     side = -(-s // (int(m.patch_size[1]) * 2 ** (n - 1)))
@@ -260,25 +313,63 @@ class TorchEDMDBN(nn.Module):
     return self.head(fused.permute(0, 3, 1, 2))  # channel-major flatten
 
 
+# Released MLP names -> torchvision's `MLP` (Linear, GELU, Dropout, Linear,
+# Dropout) indices.
+_TORCHVISION_MLP = {".mlp.fc1.": ".mlp.0.", ".mlp.fc2.": ".mlp.3."}
+
+
+def torchvision_key(key: str) -> str:
+  """A released state-dict key -> the torchvision-block model's key."""
+  for old, new in _TORCHVISION_MLP.items():
+    key = key.replace(old, new)
+  return key
+
+
 def load_numpy_state_dict(model: nn.Module, state_dict):
-  """Loads a {key: numpy array} state dict strictly."""
-  tensors = {k: torch.from_numpy(np.array(v))
+  """Loads a {key: numpy array} state dict in the released layout strictly.
+
+  For a `blocks='torchvision'` model the MLP keys are renamed first.
+  """
+  rename = torchvision_key if getattr(model, "blocks", "plain") == (
+      "torchvision") else (lambda k: k)
+  tensors = {rename(k): torch.from_numpy(np.array(v))
              for k, v in state_dict.items()}
   model.load_state_dict(tensors, strict=True)
   return model
 
 
-def benchmark(cfg, steps: int = 10, repeats: int = 5):
+def benchmark(cfg, blocks: str = "torchvision", steps: int = 10,
+              repeats: int = 5, compile_model: bool = False):
   """PyTorch timings of the same architecture (for experiments.benchmark).
 
-  Returns clip-steps/s of batch-4 training (AdamW, cross entropy) and
-  inference latency at batch 1 / throughput at batch 64, in float32 and with
-  autocast (AMP: float16 on CUDA, bfloat16 on CPU).
+  Times, in this process, batch-`cfg.train.batch_size` training steps
+  (AdamW, cross entropy, stochastic depth active with torchvision blocks)
+  and inference latency at batch 1 / throughput at batch 64, twice:
+    * 'fp32': float32 tensors; on CUDA float32 matmuls may use TF32
+      (`torch.set_float32_matmul_precision('high')`), which is what JAX does
+      by default for float32 on NVIDIA GPUs, so the two columns compare like
+      with like. (On CPU the setting changes nothing.)
+    * 'amp': `torch.autocast` to bfloat16, the same compute dtype as the
+      toolkit's `--dtype=bfloat16` (no loss scaling is needed for bf16).
+
+  Args:
+    cfg: the toolkit config (model.*, data.image_size, data.num_frames,
+      train.batch_size).
+    blocks: 'torchvision' (torchvision's Video Swin blocks) or 'plain'.
+    steps: timed training steps per precision (after 2 warm-up steps).
+    repeats: timed batch-1 forward passes (median reported).
+    compile_model: wrap the model in `torch.compile` (eager by default, as
+      the authors' code runs).
+
+  Returns:
+    A dict of figures (seconds, clip-steps/s) and the settings that produced
+    them; `peak_memory_bytes_*` on CUDA.
   """
   import time  # pylint: disable=g-import-not-at-top
   device = "cuda" if torch.cuda.is_available() else "cpu"
-  amp_dtype = torch.float16 if device == "cuda" else torch.bfloat16
-  model = TorchEDMDBN(cfg).to(device)
+  torch.manual_seed(0)
+  model = TorchEDMDBN(cfg, blocks=blocks).to(device)
+  run = torch.compile(model) if compile_model else model
   s = int(cfg.data.image_size)
   t = int(cfg.data.num_frames)
   k = int(cfg.model.num_classes)
@@ -292,44 +383,64 @@ def benchmark(cfg, steps: int = 10, repeats: int = 5):
     if device == "cuda":
       torch.cuda.synchronize()
 
-  out = {"device": device, "torch": torch.__version__}
+  out = {"device": device, "torch": torch.__version__, "blocks": blocks,
+         "compiled": bool(compile_model), "batch": b, "steps": steps,
+         "amp_dtype": "bfloat16",
+         "fp32_matmul_precision": "high (TF32)" if device == "cuda"
+                                  else "highest",
+         "parameters": int(sum(p.numel() for p in model.parameters()))}
+  if blocks == "torchvision":
+    import torchvision  # pylint: disable=g-import-not-at-top
+    out["torchvision"] = torchvision.__version__
+  if device == "cuda":
+    out["device_name"] = torch.cuda.get_device_name()
+  previous = torch.get_float32_matmul_precision()
   opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-  scaler = torch.amp.GradScaler(enabled=device == "cuda")
-  for amp in (False, True):
-    tag = "amp" if amp else "fp32"
-    f, kf = inputs(b)
-    y = torch.randint(0, k, (b,), device=device)
-    model.train()
+  try:
+    if device == "cuda":
+      torch.set_float32_matmul_precision("high")
+    for amp in (False, True):
+      tag = "amp" if amp else "fp32"
+      f, kf = inputs(b)
+      y = torch.randint(0, k, (b,), device=device)
+      model.train()
+      if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
-    def step():
-      with torch.autocast(device, dtype=amp_dtype, enabled=amp):
-        loss = F.cross_entropy(model(f, kf), y)
-      opt.zero_grad(set_to_none=True)
-      scaler.scale(loss).backward()
-      scaler.step(opt)
-      scaler.update()
+      def step():
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+          loss = F.cross_entropy(run(f, kf).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-    for _ in range(2):
-      step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-      step()
-    sync()
-    out[f"train_{tag}_clip_steps_per_s"] = steps * b / (time.perf_counter() -
-                                                        t0)
-    model.eval()
-    for n, key in ((1, "infer_b1_s"), (64, "infer_b64_s")):
-      f1, k1 = inputs(n)
-      with torch.no_grad(), torch.autocast(device, dtype=amp_dtype,
-                                           enabled=amp):
-        model(f1, k1)
-        sync()
-        times = []
-        for _ in range(repeats if n == 1 else 2):
-          t0 = time.perf_counter()
-          model(f1, k1)
+      t0 = time.perf_counter()
+      for _ in range(2):
+        step()
+      sync()
+      out[f"warmup_{tag}_s"] = time.perf_counter() - t0
+      t0 = time.perf_counter()
+      for _ in range(steps):
+        step()
+      sync()
+      out[f"train_{tag}_clip_steps_per_s"] = steps * b / (
+          time.perf_counter() - t0)
+      if device == "cuda":
+        out[f"peak_memory_bytes_{tag}"] = int(torch.cuda.max_memory_allocated())
+      model.eval()
+      for n, key in ((1, "infer_b1_s"), (64, "infer_b64_s")):
+        f1, k1 = inputs(n)
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16,
+                                             enabled=amp):
+          run(f1, k1)
           sync()
-          times.append(time.perf_counter() - t0)
-      out[f"{key}_{tag}"] = float(np.median(times))
+          times = []
+          for _ in range(repeats if n == 1 else 2):
+            t0 = time.perf_counter()
+            run(f1, k1)
+            sync()
+            times.append(time.perf_counter() - t0)
+        out[f"{key}_{tag}"] = float(np.median(times))
+  finally:
+    torch.set_float32_matmul_precision(previous)
   return out
