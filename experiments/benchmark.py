@@ -16,21 +16,27 @@ LOSO (26 subjects, about 250 clips) on the synthetic dataset, with
 Results are written to `benchmarks/results/<name>.json` and the table in
 `benchmarks/README.md` is regenerated from all result files.
 
-`--torch` (needs the torch extra) also times, in the same process, the same
-architecture in plain PyTorch (edmdbn_jax/interop/torch_model.py, which
-matches the Flax model's logits): batch-4 training steps and inference at
-batch 1 and 64, in float32 and with autocast.
+`--torch` (needs the `bench` extra: torch and torchvision) also times, in the
+same process, the same architecture and size in PyTorch built from
+torchvision's Video Swin building blocks (edmdbn_jax/interop/torch_model.py;
+its logits match the Flax model's, tests/test_torch_model.py): batch-4
+training steps and inference at batch 1 and 64, in float32 (TF32 matmuls on
+CUDA, as JAX does by default) and with bfloat16 autocast. The speed-up
+columns compare like with like: a float32 JAX row against PyTorch float32,
+a bfloat16 row against PyTorch bfloat16 autocast.
 """
 
 import datetime
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -39,6 +45,7 @@ from ml_collections import config_flags
 from edmdbn_jax.configs import edmdbn as edmdbn_config
 import numpy as np
 
+from edmdbn_jax import errors
 from edmdbn_jax import profiling
 from edmdbn_jax.models import from_config
 from edmdbn_jax import train
@@ -54,21 +61,39 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
 _LOSO_EPOCHS = flags.DEFINE_integer(
     "loso_epochs", 0, "Epochs of the CASME II-sized synthetic LOSO (0: skip; "
     "60: the paper's protocol).")
+_LOSO_FOLDS = flags.DEFINE_list(
+    "loso_folds", [], "Held-out subjects of the LOSO row (default: all 26). "
+    "A subset is a smoke run: the row says how many folds ran.")
 _LOSO_FOLD_PARALLEL = flags.DEFINE_string(
     "loso_fold_parallel", "auto", "fold_parallel for the LOSO row.")
 _TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch model.")
+_TORCH_BLOCKS = flags.DEFINE_enum(
+    "torch_blocks", "torchvision", ["torchvision", "plain"],
+    "PyTorch model's Swin blocks: torchvision's Video Swin blocks, or the "
+    "plain implementation (no torchvision needed).")
+_TORCH_COMPILE = flags.DEFINE_bool(
+    "torch_compile", False, "Time the PyTorch model under torch.compile "
+    "(default: eager, as the authors' code runs).")
 _OUT = flags.DEFINE_string("out", "benchmarks", "Benchmark directory.")
+_SECTIONS = flags.DEFINE_string(
+    "sections", "all", "Comma-separated subset of train,infer,torch,loso "
+    "(or all). A subset updates the existing result file of the same name, "
+    "so a long LOSO row can run on its own.")
 _NAME = flags.DEFINE_string("name", None, "Result file name (default: "
                             "device_config_dtype).")
 
-# Dense peak FLOP/s per device kind (vendor datasheets, no sparsity).
+# Dense peak FLOP/s per device kind (vendor datasheets, no sparsity). The
+# float32 entries are the TF32 tensor-core peaks: JAX computes float32
+# matmuls and convolutions in TF32 on these GPUs by default
+# (jax_default_matmul_precision unset), so that is the ceiling a float32 row
+# runs against.
 PEAK_FLOPS = {
     ("NVIDIA H100 80GB HBM3", "bfloat16"): 989e12,
-    ("NVIDIA H100 80GB HBM3", "float32"): 67e12,
+    ("NVIDIA H100 80GB HBM3", "float32"): 494.7e12,
     ("NVIDIA H200", "bfloat16"): 989e12,
-    ("NVIDIA H200", "float32"): 67e12,
+    ("NVIDIA H200", "float32"): 494.7e12,
     ("NVIDIA A100-SXM4-80GB", "bfloat16"): 312e12,
-    ("NVIDIA A100-SXM4-80GB", "float32"): 19.5e12,
+    ("NVIDIA A100-SXM4-80GB", "float32"): 156e12,
 }
 
 
@@ -137,9 +162,11 @@ def bench_train(config, folds: int, steps: int):
           "achieved_flops": flops / dt}
 
 
-def bench_loso(config, epochs: int, fold_parallel: str):
-  """Wall time of a CASME II-sized synthetic LOSO, including compilation."""
+def loso_config(config, epochs: int, fold_parallel: str, folds=()):
+  """The CASME II-sized synthetic LOSO config for the benchmark's model."""
   cfg = config.copy_and_resolve_references()
+  cfg.train.folds = tuple(folds)
+  cfg.train.final_model = False
   cfg.data.dataset = "synthetic"
   cfg.data.variant = "large"
   cfg.train.epochs = epochs
@@ -147,16 +174,55 @@ def bench_loso(config, epochs: int, fold_parallel: str):
   cfg.train.fold_parallel = fold_parallel
   cfg.train.progress = False
   cfg.train.checkpoint_every_epochs = max(epochs, 1)
-  clips = train.load_data(cfg)
+  return cfg
+
+
+def bench_loso(cfg, clips):
+  """Wall time of a CASME II-sized synthetic LOSO, including compilation."""
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.perf_counter()
     results = train.train_and_evaluate(cfg, workdir, clips=clips)
     wall = time.perf_counter() - t0
   agg = results["aggregated"]
-  return {"epochs": epochs, "subjects": len(clips.subject_list()),
+  return {"epochs": int(cfg.train.epochs),
+          "subjects": len(clips.subject_list()),
+          "folds": int(results["protocol"]["folds"]),
           "clips": int(len(clips.labels)), "wall_s": wall,
-          "fold_parallel": fold_parallel,
+          "fold_parallel": cfg.train.fold_parallel,
           "uf1_aggregated_fixed": agg["uf1"], "uar_aggregated_fixed": agg["uar"]}
+
+
+def bench_torch(config, dtype, result):
+  """PyTorch timings and the JAX / PyTorch ratios at the matching dtype."""
+  from edmdbn_jax.interop import torch_model  # pylint: disable=g-import-not-at-top
+  cfg = config.copy_and_resolve_references()
+  cfg.model.entire_patch_embed = "3d"  # the released layout
+  tt = torch_model.benchmark(cfg, blocks=_TORCH_BLOCKS.value,
+                             compile_model=_TORCH_COMPILE.value)
+  tag = "amp" if dtype == "bfloat16" else "fp32"
+  tt["compared_with"] = tag
+  ref = tt[f"train_{tag}_clip_steps_per_s"]
+  tt["jax_1fold_over_torch_train"] = (
+      result["train_1fold"]["clip_steps_per_s"] / ref)
+  tt["jax_folds_over_torch_train"] = (
+      result["train_folds"]["clip_steps_per_s"] / ref)
+  tt["torch_over_jax_infer_b1"] = (
+      tt[f"infer_b1_s_{tag}"] / result["infer_b1"]["per_clip_s"])
+  print(f"PyTorch {tt['torch']} ({tt['blocks']} blocks, "
+        f"{'compiled' if tt['compiled'] else 'eager'}, {tt['device']}): "
+        f"train {tt['train_fp32_clip_steps_per_s']:.1f} clip-steps/s fp32, "
+        f"{tt['train_amp_clip_steps_per_s']:.1f} bf16 autocast; inference "
+        f"{1e3 * tt['infer_b1_s_fp32']:.2f} / {1e3 * tt['infer_b1_s_amp']:.2f}"
+        f" ms/clip at batch 1. JAX ({dtype}) over PyTorch ({tag}): train "
+        f"{tt['jax_1fold_over_torch_train']:.2f}x (1 fold), "
+        f"{tt['jax_folds_over_torch_train']:.2f}x "
+        f"({result['train_folds']['folds']} folds)")
+  return tt
+
+
+def _fmt_bytes(n):
+  return "n/a (not reported by this backend)" if n is None else (
+      f"{n / 2**30:.2f} GiB")
 
 
 NOTES = """
@@ -167,22 +233,56 @@ paper config) under 3 minutes including compilation; training throughput at
 least 3x the PyTorch model's at batch 4; inference at batch 1 under 3 ms per
 clip; bf16 training at 35 % or more of peak.
 
-- **GPU rows: still to be measured.** No GPU was lent to the sessions that
-  built this; run on an H100/H200:
-  `python -m experiments.benchmark --config=edmdbn_jax/configs/edmdbn.py:paper
-  --dtype=bfloat16 --fold_parallel=8 --loso_epochs=60` (and `--dtype=float32`).
-- **PyTorch side-by-side** (`--torch`): the same architecture in plain
-  PyTorch (`edmdbn_jax/interop/torch_model.py`; its logits match the Flax
-  model's, see tests/test_torch_model.py). The issue asked for torchvision's
-  Video Swin blocks; torchvision could not be loaded on the development
-  machine (its compiled operators do not match the only PyTorch build there),
-  so the blocks are written in plain PyTorch instead. GPU ratios are still to
-  be measured.
+- **GPU rows: still to be measured.** No GPU has been lent to the sessions
+  so far. On a lent H100/H200, in one device call:
+  `bash benchmarks/device/fetch_wheels.sh` here first (wheels the GPU image
+  lacks, about 10 MB, for its Python 3.12), then
+  `run(command="bash benchmarks/device/run.sh", carry=[".whl"])`: the paper
+  config in bf16 and float32 with the PyTorch side-by-side
+  (`--sections=train,infer,torch`), then the 60-epoch LOSO row
+  (`--sections=loso`), each step saving its result file as it goes.
+  The kit was rehearsed on CPU in a Python 3.12 / jax 0.11.2 environment
+  shaped like the GPU image (offline install from the wheels, tiny config);
+  it has not run on a GPU yet.
+- **PyTorch side-by-side** (`--torch`, `pip install -e ".[bench]"`): the
+  same architecture and size built from torchvision's Video Swin blocks
+  (`PatchEmbed3d`, `SwinTransformerBlock` with `ShiftedWindowAttention3d`,
+  `PatchMerging`; Token Attention, fusion and head from
+  `edmdbn_jax/interop/torch_model.py`), with the released state-dict layout:
+  44,308,903 parameters for the paper config, logits equal to the Flax
+  model's to a relative 1e-4 (tests/test_torch_model.py). Eager by default
+  (`--torch_compile` for torch.compile); `--torch_blocks=plain` uses the
+  independent plain-PyTorch blocks instead. The ratio column compares like
+  with like: a float32 row against PyTorch float32 (TF32 matmuls on CUDA,
+  as JAX uses there by default), a bfloat16 row against bf16 autocast.
+- **Peak FLOP rate**: vendor dense peaks; for float32 rows the TF32
+  tensor-core peak, since JAX computes float32 matmuls in TF32 on these
+  GPUs by default.
 - CPU rows use the `tiny` config on 2 cores and are for tracking progress
-  only; CPU has no known peak FLOP rate.
+  only; CPU has no known peak FLOP rate, and the same command varies by up
+  to about 3x between machines and with other load on the cores: compare
+  figures within one row, not across sessions.
 - The LOSO column of CPU rows runs fewer epochs than the paper's 60 (the
   epochs are stated in the cell); it is measured, not extrapolated.
 """
+
+
+def _torch_cells(r):
+  """The PyTorch columns of a result row ('not run' without --torch)."""
+  tt = r.get("torch")
+  if not tt:
+    return ["not run"] * 3
+  how = f"{tt.get('blocks', 'plain')}{', compiled' if tt.get('compiled') else ''}"
+  train = (f"{tt['train_fp32_clip_steps_per_s']:.1f} / "
+           f"{tt['train_amp_clip_steps_per_s']:.1f} ({how})")
+  infer = f"{1e3 * tt['infer_b1_s_fp32']:.2f} / {1e3 * tt['infer_b1_s_amp']:.2f}"
+  if "jax_1fold_over_torch_train" in tt:
+    ratio = (f"{tt['jax_1fold_over_torch_train']:.2f}x / "
+             f"{tt['jax_folds_over_torch_train']:.2f}x "
+             f"(vs {'bf16' if tt['compared_with'] == 'amp' else 'fp32'})")
+  else:  # rows written before the like-for-like columns
+    ratio = f"{tt['jax_over_torch_train_fp32']:.2f}x / - (vs fp32)"
+  return [train, ratio, infer]
 
 
 def write_table(out_dir):
@@ -192,103 +292,185 @@ def write_table(out_dir):
     if name.endswith(".json"):
       with open(os.path.join(res_dir, name)) as f:
         rows.append(json.load(f))
-  head = ("| date | device | config | dtype | train clip-steps/s (1 fold, B=4) "
-          "| train clip-steps/s (F folds) | infer ms/clip B=1 | infer clips/s "
-          "B=64 | GMAC/clip (forward) | train GFLOP/clip-step | train TFLOP/s (% peak) | peak mem GiB | "
-          "LOSO wall (epochs) | PyTorch train clip-steps/s fp32 / AMP "
-          "(JAX 1-fold ratio) | PyTorch infer ms/clip B=1 | jax |")
-  lines = [head, "|" + "---|" * 16]
+  cols = ["date", "device", "config", "dtype",
+          "train clip-steps/s (1 fold, B=4)", "train clip-steps/s (F folds)",
+          "infer ms/clip B=1", "infer clips/s B=64", "GMAC/clip (forward)",
+          "train GFLOP/clip-step", "train TFLOP/s (% peak)", "peak mem GiB",
+          "compile s (1 fold / F folds)", "LOSO wall (epochs)",
+          "PyTorch train clip-steps/s fp32 / bf16 (blocks)",
+          "JAX / PyTorch train, 1 fold / F folds (same dtype)",
+          "PyTorch infer ms/clip B=1 fp32 / bf16", "jax"]
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  partial = [r for r in rows if not r.get("complete", True)]
   for r in rows:
+    if not r.get("complete", True):
+      continue
     tr1, trf = r["train_1fold"], r["train_folds"]
     frac = r.get("peak_fraction")
     frac_s = f" ({100 * frac:.0f}%)" if frac else " (peak unknown)"
     mem = r.get("peak_memory_bytes")
-    tt = r.get("torch")
-    torch_s = (f"{tt['train_fp32_clip_steps_per_s']:.1f} / "
-               f"{tt['train_amp_clip_steps_per_s']:.1f} "
-               f"({tt['jax_over_torch_train_fp32']:.2f}x)" if tt else "not run")
-    torch_i = f"{1e3 * tt['infer_b1_s_fp32']:.2f}" if tt else "not run"
     loso = r.get("loso")
-    loso_s = (f"{loso['wall_s']:.0f} s ({loso['epochs']} ep, "
-              f"{loso['subjects']} folds)" if loso else "not run")
-    lines.append(
-        f"| {r['date']} | {r['device']} | {r['config']} | {r['dtype']} | "
-        f"{tr1['clip_steps_per_s']:.1f} | {trf['clip_steps_per_s']:.1f} "
-        f"(F={trf['folds']}) | {1e3 * r['infer_b1']['per_clip_s']:.2f} | "
-        f"{64 / r['infer_b64']['median_s']:.1f} | "
-        f"{r['macs_per_clip'] / 1e9:.3f} | "
-        f"{trf['flops_per_clip_step'] / 1e9:.3f} | "
-        f"{trf['achieved_flops'] / 1e12:.3f}{frac_s} | "
-        f"{'n/a' if mem is None else f'{mem / 2**30:.2f}'} | {loso_s} | "
-        f"{torch_s} | {torch_i} | {r['versions']['jax']} |")
+    loso_s = "not run"
+    if loso:
+      n = loso.get("folds", loso["subjects"])
+      of = "" if n == loso["subjects"] else f" of {loso['subjects']}"
+      loso_s = f"{loso['wall_s']:.0f} s ({loso['epochs']} ep, {n}{of} folds)"
+    cells = [
+        r["date"], r["device"], r["config"], r["dtype"],
+        f"{tr1['clip_steps_per_s']:.1f}",
+        f"{trf['clip_steps_per_s']:.1f} (F={trf['folds']})",
+        f"{1e3 * r['infer_b1']['per_clip_s']:.2f}",
+        f"{64 / r['infer_b64']['median_s']:.1f}",
+        f"{r['macs_per_clip'] / 1e9:.3f}",
+        f"{trf['flops_per_clip_step'] / 1e9:.3f}",
+        f"{trf['achieved_flops'] / 1e12:.3f}{frac_s}",
+        "n/a" if mem is None else f"{mem / 2**30:.2f}",
+        f"{tr1['compile_s']:.1f} / {trf['compile_s']:.1f}",
+        loso_s, *_torch_cells(r), r["versions"]["jax"]]
+    lines.append("| " + " | ".join(cells) + " |")
   readme = os.path.join(out_dir, "README.md")
   intro = ("# Benchmarks\n\nMade by `python -m experiments.benchmark` "
            "(see its docstring); one row per result file in `results/`. "
            "Training throughput counts clip-steps (one clip through one "
            "forward + backward + update); FLOP rates use XLA's cost analysis "
-           "of the compiled train step. CPU rows have no known peak.\n\n")
+           "of the compiled train step. CPU rows have no known peak. "
+           "PyTorch columns: the same architecture and size built from "
+           "torchvision's Video Swin blocks, timed in the same process; "
+           "'fp32' uses TF32 matmuls on CUDA (JAX's float32 default there), "
+           "'bf16' is autocast.\n\n")
+  if partial:
+    lines.append("\nIncomplete result files (a run that stopped early; not "
+                 "in the table): " + ", ".join(
+                     f"{r['device']} {r['config']} {r['dtype']}"
+                     for r in partial) + ".")
   with open(readme, "w") as f:
     f.write(intro + "\n".join(lines) + "\n" + NOTES)
   return readme
 
 
+SECTIONS = ("train", "infer", "torch", "loso")
+
+
+def _sections():
+  chosen = [x for x in _SECTIONS.value.split(",") if x]
+  bad = sorted(set(chosen) - set(SECTIONS) - {"all"})
+  if bad:
+    raise app.UsageError(f"--sections: unknown {bad}; choose from "
+                         f"{', '.join(SECTIONS)} or all.")
+  chosen = list(SECTIONS) if "all" in chosen else chosen
+  if "torch" in chosen and not _TORCH.value and _SECTIONS.value == "all":
+    chosen.remove("torch")
+  if "loso" in chosen and not _LOSO_EPOCHS.value:
+    if _SECTIONS.value != "all":
+      raise app.UsageError("--sections=loso needs --loso_epochs (the "
+                           "paper: 60).")
+    chosen.remove("loso")
+  return chosen
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint at INFO; the figures should stay readable.
+    logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   dtype = _DTYPE.value or config.model.dtype
   config.model.dtype = dtype
+  sections = _sections()
   device = profiling.device_description()
-  print(f"Benchmark: {config.get('variant')} config, {dtype}, {device}")
-  result = {
+  name = _NAME.value or "_".join(
+      [jax.devices()[0].device_kind.replace(" ", "-"),
+       config.get("variant", "?"), dtype]).lower()
+  os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
+  path = os.path.join(_OUT.value, "results", f"{name}.json")
+  result = {}
+  if set(sections) != set(SECTIONS) and os.path.exists(path):
+    # A subset of sections updates the existing row of this device, config
+    # and dtype (e.g. the long LOSO row run on its own).
+    with open(path) as f:
+      result = json.load(f)
+    if (result.get("config"), result.get("dtype"),
+        result.get("image_size")) != (config.get("variant", "?"), dtype,
+                                      int(config.data.image_size)):
+      raise app.UsageError(
+          f"{path} holds another config, dtype or image size ("
+          f"{result.get('config')}, {result.get('dtype')}, "
+          f"{result.get('image_size')} px); pass --name to write a new row.")
+  result.update({
       "date": datetime.date.today().isoformat(), "device": device,
       "config": config.get("variant", "?"), "dtype": dtype,
       "image_size": int(config.data.image_size),
       "versions": {"jax": jax.__version__, "python": platform.python_version()},
-  }
-  result["train_1fold"] = bench_train(config, 1, _STEPS.value)
-  print(f"train, 1 fold x batch {config.train.batch_size}: "
-        f"{result['train_1fold']['clip_steps_per_s']:.1f} clip-steps/s")
-  result["train_folds"] = bench_train(config, _FOLD_PARALLEL.value,
-                                      _STEPS.value)
-  print(f"train, {_FOLD_PARALLEL.value} folds at once: "
-        f"{result['train_folds']['clip_steps_per_s']:.1f} clip-steps/s")
-  cost = profiling.forward_cost(config, 1, dtype)
-  result["macs_per_clip"] = cost["macs_per_clip"]
-  result["infer_b1"] = profiling.forward_latency(config, 1, dtype)
-  result["infer_b64"] = profiling.forward_latency(config, 64, dtype,
-                                                  repeats=3)
-  print(f"inference: {1e3 * result['infer_b1']['per_clip_s']:.2f} ms/clip at "
-        f"batch 1, {64 / result['infer_b64']['median_s']:.1f} clips/s at 64")
-  peak = _peak(dtype)
-  if peak:
-    result["peak_flops"] = peak
-    result["peak_fraction"] = result["train_folds"]["achieved_flops"] / peak
-  result["peak_memory_bytes"] = _peak_memory()
-  if _LOSO_EPOCHS.value:
-    result["loso"] = bench_loso(config, _LOSO_EPOCHS.value,
-                                _LOSO_FOLD_PARALLEL.value)
-    print(f"CASME II-sized synthetic LOSO, {_LOSO_EPOCHS.value} epochs: "
-          f"{result['loso']['wall_s']:.1f} s")
-  if _TORCH.value:
-    from edmdbn_jax.interop import torch_model  # pylint: disable=g-import-not-at-top
-    cfg = config.copy_and_resolve_references()
-    cfg.model.entire_patch_embed = "3d"  # the released layout
-    result["torch"] = torch_model.benchmark(cfg)
-    tt = result["torch"]
-    result["torch"]["jax_over_torch_train_fp32"] = (
-        result["train_1fold"]["clip_steps_per_s"]
-        / tt["train_fp32_clip_steps_per_s"])
-    print(f"PyTorch ({tt['torch']}, {tt['device']}): train "
-          f"{tt['train_fp32_clip_steps_per_s']:.1f} clip-steps/s fp32, "
-          f"{tt['train_amp_clip_steps_per_s']:.1f} with autocast; inference "
-          f"{1e3 * tt['infer_b1_s_fp32']:.2f} ms/clip at batch 1")
-  name = _NAME.value or "_".join(
-      [jax.devices()[0].device_kind.replace(" ", "-"), result["config"],
-       dtype]).lower()
-  os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
-  path = os.path.join(_OUT.value, "results", f"{name}.json")
-  with open(path, "w") as f:
-    json.dump(result, f, indent=2)
+  })
+  missing = [k for k in ("train_1fold", "train_folds", "infer_b1")
+             if k not in result and "torch" in sections
+             and not {"train", "infer"} <= set(sections)]
+  if missing:
+    raise app.UsageError(f"--sections=torch compares with the JAX figures; "
+                         f"{path} lacks {missing}: run train,infer first.")
+  print(f"Benchmark: {result['config']} config, {dtype}, {device}; "
+        f"sections {', '.join(sections)} -> {path}")
+
+  if "loso" in sections:
+    # Build / load the data first: a config without a CASME II-sized
+    # synthetic build fails now, not after the timed sections.
+    loso_cfg = loso_config(config, _LOSO_EPOCHS.value,
+                           _LOSO_FOLD_PARALLEL.value, _LOSO_FOLDS.value)
+    try:
+      loso_clips = train.load_data(loso_cfg)
+      train.make_folds(loso_clips, list(loso_cfg.train.folds))
+    except errors.ConfigError as e:
+      raise app.UsageError(f"LOSO row: {e}") from e
+
+  def save():
+    result["complete"] = all(
+        k in result for k in ("train_1fold", "train_folds", "infer_b1"))
+    with open(path, "w") as f:
+      json.dump(result, f, indent=2)
+
+  if "train" in sections:
+    result["train_1fold"] = bench_train(config, 1, _STEPS.value)
+    print(f"train, 1 fold x batch {config.train.batch_size}: "
+          f"{result['train_1fold']['clip_steps_per_s']:.1f} clip-steps/s "
+          f"(compiled in {result['train_1fold']['compile_s']:.1f} s)", flush=True)
+    save()
+    result["train_folds"] = bench_train(config, _FOLD_PARALLEL.value,
+                                        _STEPS.value)
+    print(f"train, {_FOLD_PARALLEL.value} folds at once: "
+          f"{result['train_folds']['clip_steps_per_s']:.1f} clip-steps/s "
+          f"(compiled in {result['train_folds']['compile_s']:.1f} s)", flush=True)
+    peak = _peak(dtype)
+    if peak:
+      result["peak_flops"] = peak
+      result["peak_fraction"] = result["train_folds"]["achieved_flops"] / peak
+    save()
+  if "infer" in sections:
+    cost = profiling.forward_cost(config, 1, dtype)
+    result["macs_per_clip"] = cost["macs_per_clip"]
+    result["infer_b1"] = profiling.forward_latency(config, 1, dtype)
+    result["infer_b64"] = profiling.forward_latency(config, 64, dtype,
+                                                    repeats=3)
+    print(f"inference: {1e3 * result['infer_b1']['per_clip_s']:.2f} ms/clip "
+          f"at batch 1, {64 / result['infer_b64']['median_s']:.1f} clips/s "
+          "at 64", flush=True)
+  if "train" in sections or "infer" in sections:
+    # Peak over the train and inference sections (the LOSO row has its own).
+    result["peak_memory_bytes"] = _peak_memory()
+    print(f"peak device memory: {_fmt_bytes(result['peak_memory_bytes'])}")
+    save()
+  if "torch" in sections:
+    result["torch"] = bench_torch(config, dtype, result)
+    save()
+  if "loso" in sections:
+    result["loso"] = bench_loso(loso_cfg, loso_clips)
+    result["loso"]["peak_memory_bytes"] = _peak_memory()
+    lo = result["loso"]
+    print(f"CASME II-sized synthetic LOSO, {lo['epochs']} epochs, "
+          f"{lo['folds']} of {lo['subjects']} folds: {lo['wall_s']:.1f} s "
+          "including compilation")
+    save()
+  save()
   print(f"wrote {path} and {write_table(_OUT.value)}")
 
 
