@@ -73,7 +73,8 @@ flags.DEFINE_enum("motion", None, ["pixel", "feature"],
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "Compute dtype.")
 flags.DEFINE_enum("temporal", None, ["keyframes", "reference", "uniform"],
                   "Temporal normalisation.")
-flags.DEFINE_string("data_dir", None, "tfds data dir (~/tensorflow_datasets).")
+flags.DEFINE_string("data_dir", None, "tfds data dir (default: $TFDS_DATA_DIR, "
+                    "else ~/tensorflow_datasets).")
 flags.DEFINE_string("manual_dir", None, "Where the licensed raw data lies.")
 flags.DEFINE_integer("epochs", None, "Training epochs per fold.")
 flags.DEFINE_integer("batch_size", None, "Batch size.")

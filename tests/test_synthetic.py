@@ -123,3 +123,18 @@ def test_three_class_config_maps_recipes():
     ex = B.generate_clip(cfg, s, c, cls)
     assert ex["label"] == cls
     assert ex["emotion"] in faces.THREE_CLASS[cls]
+
+
+def test_data_dir_defaults_to_tfds_data_dir_then_home(monkeypatch, tmp_path):
+  kw = dict(num_classes=5, image_size=32, variant="test")
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+  builder, _ = datasets.get_builder("synthetic", **kw)
+  assert str(builder.data_dir).startswith(str(tmp_path))
+  explicit = tmp_path / "explicit"
+  builder, _ = datasets.get_builder("synthetic", data_dir=str(explicit), **kw)
+  assert str(builder.data_dir).startswith(str(explicit))
+  monkeypatch.delenv("TFDS_DATA_DIR")
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  builder, _ = datasets.get_builder("synthetic", **kw)
+  assert str(builder.data_dir).startswith(
+      str(tmp_path / "home" / "tensorflow_datasets"))

@@ -10,6 +10,12 @@
 # $OUT (copy them into benchmarks/results/ and rerun
 # `python -m experiments.benchmark` or write_table to refresh the README).
 #
+# One device call may run 10 minutes at most. If all steps do not fit, split
+# them over calls, e.g. run(command="STEPS=bf16 bash benchmarks/device/run.sh",
+# carry=[".whl"]), then STEPS=fp32, then STEPS=loso; before each next call
+# copy the returned results/*.json into benchmarks/results/ here, so the LOSO
+# step adds to the bf16 row instead of starting an incomplete one.
+#
 # STEPS: which steps to run (default all): bf16 fp32 loso.
 # FOLDS: folds trained at once for the fold-parallel row (default 8).
 set -euo pipefail
@@ -33,6 +39,9 @@ for step in $STEPS; do
   case "$step" in
     bf16|fp32)
       dtype=$([ "$step" = bf16 ] && echo bfloat16 || echo float32)
+      # JAX preallocates 75% of GPU memory by default; the PyTorch timings
+      # run afterwards in the same process and need room of their own.
+      XLA_PYTHON_CLIENT_MEM_FRACTION="${JAX_MEM_FRACTION:-0.6}" \
       "$PY" -m experiments.benchmark --config="$CFG" --dtype="$dtype" \
         --fold_parallel="$FOLDS" --torch --sections=train,infer,torch \
         --out="$OUT" ;;

@@ -28,6 +28,11 @@ BUILDERS = {
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 
+def default_data_dir() -> str:
+  """$TFDS_DATA_DIR if set (the tfds convention), else ~/tensorflow_datasets."""
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
 def builder_class(name: str):
   if name not in BUILDERS:
     raise errors.ConfigError(
@@ -48,7 +53,7 @@ def get_builder(name: str, *, num_classes: int, image_size: int,
     raise errors.ConfigError(
         f"Dataset {name!r} has no {num_classes}-class config at {image_size} "
         f"px (config {cfg!r}); available: {known}.")
-  data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+  data_dir = os.path.expanduser(data_dir) if data_dir else default_data_dir()
   builder = cls(config=cfg, data_dir=data_dir, file_format="array_record",
                 **builder_kwargs)
   return builder, manual_dir

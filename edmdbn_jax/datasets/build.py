@@ -27,7 +27,8 @@ _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", None, "Folder holding the licensed files (see the builder's "
     "MANUAL_DOWNLOAD_INSTRUCTIONS).")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", datasets.DEFAULT_DATA_DIR, "Where tfds writes the dataset.")
+    "data_dir", None, "Where tfds writes the dataset (default: "
+    "$TFDS_DATA_DIR, else ~/tensorflow_datasets).")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Delete an existing build of this config first.")
 
@@ -42,8 +43,9 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(
         f"{argv[1]} has no config {_CONFIG.value!r}; choose from {known}.")
   import os  # pylint: disable=g-import-not-at-top
-  builder = cls(config=_CONFIG.value,
-                data_dir=os.path.expanduser(_DATA_DIR.value),
+  data_dir = (os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value
+              else datasets.default_data_dir())
+  builder = cls(config=_CONFIG.value, data_dir=data_dir,
                 file_format="array_record")
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if _OVERWRITE.value
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
