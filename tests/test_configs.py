@@ -38,3 +38,20 @@ def test_auto_fold_parallelism_is_bounded():
   c.train.fold_parallel = "3"
   assert train.fold_parallelism(c, 26) == 3
   assert train.fold_parallelism(c, 2) == 2
+
+
+@pytest.mark.parametrize("n,limit,devices,size,groups", [
+    (26, 15, 1, 13, [13, 13]),      # not 15 + 11: one compiled shape
+    (26, 8, 1, 7, [7, 7, 7, 5]),    # last group padded to 7, not 8+8+8+2
+    (26, 26, 1, 26, [26]),
+    (26, 1, 1, 1, [1] * 26),
+    (3, 2, 2, 2, [2, 1]),           # fold-sharded over 2 devices
+    (5, 4, 2, 4, [4, 1]),           # 3 would lose the fold sharding
+    (7, 6, 4, 4, [4, 3]),           # gcd(6, 4) = 2: 4 = 2 folds per device
+    (1, 8, 1, 1, [1]),
+])
+def test_balanced_fold_groups(n, limit, devices, size, groups):
+  got = train.balanced_group_size(n, limit, devices)
+  assert got == size and got <= limit
+  assert [min(got, n - g) for g in range(0, n, got)] == groups
+  assert len(groups) == -(-n // limit)  # never more groups than the limit
