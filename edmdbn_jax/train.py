@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
@@ -550,6 +551,11 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
   histories = [[] for _ in group]
   start = 0
   latest = [m.latest_step() for m in managers]
+  # Folds of a group killed between their saves may stand at different
+  # steps (or some at none): the group restarts from the oldest common one.
+  # A fold that already holds a later step skips re-saving it (Orbax saves
+  # only steps past its latest), and training is deterministic per (seed,
+  # fold, epoch, step), so what it holds is what it would have written.
   if all(s is not None for s in latest):
     start = min(latest)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:],
@@ -569,54 +575,64 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
                  start)
 
   epochs = int(t.epochs)
-  for epoch in range(start, epochs):
-    sched = [epoch_schedule(f, epoch, batch, int(t.seed), steps)
-             for f in padded]
-    idx = np.stack([s[0] for s in sched], 1)     # (S, F, B)
-    mask = np.stack([s[1] for s in sched], 1)
-    active = np.stack([s[2] for s in sched], 1)  # (S, F)
-    state, m = jit_train(state, data, idx, mask, active, weights, spe,
-                         fold_keys)
-    m = jax.device_get(m)
-    done = epoch + 1
-    evaluate = (done % int(t.eval_every_epochs) == 0 or done == epochs)
-    if evaluate and len(group[0].test_idx):
-      logits = np.asarray(jax.device_get(
-          jit_eval(state["params"], data, eidx)))
-    for i, f in enumerate(group):
-      n = max(float(m["n"][:, i].sum()), 1.0)
-      rec = {"epoch": done,
-             "loss": float((m["loss"][:, i] * m["n"][:, i]).sum() / n),
-             "train_accuracy": float(m["correct"][:, i].sum() / n),
-             "lr": float(m["lr"][int(spe[i]) - 1, i])}
-      if evaluate and len(f.test_idx):
-        lg = logits[i][emask[i]]
-        rec["logits"] = lg.tolist()
-        pred = lg.argmax(-1)
-        lab = clips.labels[f.test_idx]
-        sc = metrics_lib.scores_from_confusion(
-            metrics_lib.confusion_matrix(lab, pred, k))
-        rec.update(test_accuracy=float(sc["accuracy"]),
-                   test_uf1=float(sc["uf1"]), test_uar=float(sc["uar"]))
-      histories[i].append(rec)
-      for key in ("loss", "train_accuracy", "lr", "test_accuracy",
-                  "test_uf1", "test_uar"):
-        if key in rec:
-          writer.add_scalar(f"{f.name}/{key}", rec[key], done)
-    # Checkpoint every fold of the group (the last epoch is kept as the
-    # fold's model and result below instead).
-    if done % int(t.get("checkpoint_every_epochs", 1)) or done == epochs:
+  try:
+    for epoch in range(start, epochs):
+      sched = [epoch_schedule(f, epoch, batch, int(t.seed), steps)
+               for f in padded]
+      idx = np.stack([s[0] for s in sched], 1)     # (S, F, B)
+      mask = np.stack([s[1] for s in sched], 1)
+      active = np.stack([s[2] for s in sched], 1)  # (S, F)
+      state, m = jit_train(state, data, idx, mask, active, weights, spe,
+                           fold_keys)
+      m = jax.device_get(m)
+      done = epoch + 1
+      evaluate = (done % int(t.eval_every_epochs) == 0 or done == epochs)
+      if evaluate and len(group[0].test_idx):
+        logits = np.asarray(jax.device_get(
+            jit_eval(state["params"], data, eidx)))
+      for i, f in enumerate(group):
+        n = max(float(m["n"][:, i].sum()), 1.0)
+        rec = {"epoch": done,
+               "loss": float((m["loss"][:, i] * m["n"][:, i]).sum() / n),
+               "train_accuracy": float(m["correct"][:, i].sum() / n),
+               "lr": float(m["lr"][int(spe[i]) - 1, i])}
+        if evaluate and len(f.test_idx):
+          lg = logits[i][emask[i]]
+          rec["logits"] = lg.tolist()
+          pred = lg.argmax(-1)
+          lab = clips.labels[f.test_idx]
+          sc = metrics_lib.scores_from_confusion(
+              metrics_lib.confusion_matrix(lab, pred, k))
+          rec.update(test_accuracy=float(sc["accuracy"]),
+                     test_uf1=float(sc["uf1"]), test_uar=float(sc["uar"]))
+        histories[i].append(rec)
+        for key in ("loss", "train_accuracy", "lr", "test_accuracy",
+                    "test_uf1", "test_uar"):
+          if key in rec:
+            writer.add_scalar(f"{f.name}/{key}", rec[key], done)
+      # Checkpoint every fold of the group (the last epoch is kept as the
+      # fold's model and result below instead).
+      if done % int(t.get("checkpoint_every_epochs", 1)) or done == epochs:
+        bar.epoch_done(group, done, histories)
+        continue
+      host = jax.device_get(state)  # one transfer for every fold of the group
+      for i, mgr in enumerate(managers):
+        one = jax.tree.map(lambda a, i=i: a[i], host)
+        # Asynchronous: the files are written while the next epochs train
+        # (a manager's next save, and close(), wait for this one). A run
+        # killed mid-write resumes from the previous complete step
+        # (max_to_keep=2; Orbax commits a step by renaming it into place).
+        mgr.save(done, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(one),
+            history=ocp.args.JsonSave({"history": [dict(h) for h in
+                                                   histories[i]]})))
       bar.epoch_done(group, done, histories)
-      continue
-    host = jax.device_get(state)  # one transfer for every fold of the group
-    for i, mgr in enumerate(managers):
-      one = jax.tree.map(lambda a, i=i: a[i], host)
-      mgr.save(done, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(one),
-          history=ocp.args.JsonSave({"history": histories[i]})))
+  except BaseException:
+    # Interrupted (Ctrl-C, an error): let the checkpoints already being
+    # written finish, so the run resumes from the newest one.
     for mgr in managers:
-      mgr.wait_until_finished()
-    bar.epoch_done(group, done, histories)
+      mgr.close()
+    raise
 
   # Finished: final model (last epoch) and the fold's result.
   host = jax.device_get(state["params"])
@@ -634,6 +650,10 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
     with open(os.path.join(fold_dir(workdir, f), "result.json"), "w") as fh:
       json.dump(result, fh)
     mgr.close()
+    # A finished fold is never retrained (its result.json and model say it
+    # is done), so its resume state (parameters and both Adam moments, twice:
+    # about 1 GB per fold for the paper config) is deleted.
+    shutil.rmtree(str(mgr.directory), ignore_errors=True)
 
 
 def select_epoch(history: List[Dict[str, Any]], selection: str):

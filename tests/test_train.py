@@ -1,6 +1,7 @@
 """LOSO training: schedule, masks, fold parallelism, resume, refused runs."""
 
 import json
+import shutil
 
 import numpy as np
 import optax
@@ -122,6 +123,10 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
     assert (tmp_path / "seq" / name).exists(), name
   assert list((tmp_path / "seq" / "tensorboard").iterdir())
   assert (tmp_path / "seq" / "folds" / "fake_s0" / "model").is_dir()
+  # A finished fold keeps its model and result, not its resume state.
+  for run in ("seq", "par", "pad"):
+    for fold in ("fake_s0", "fake_s1", "fake_s2"):
+      assert not (tmp_path / run / "folds" / fold / "train_state").exists()
 
 
 def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
@@ -150,6 +155,45 @@ def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
   hf = _histories(tmp_path / "full", clips)
   hc = _histories(tmp_path / "cut", clips)
   for s in hf:
+    np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
+  assert resumed["aggregated"] == full["aggregated"]
+
+
+
+@pytest.mark.parametrize("damage", ["one_fold_a_step_behind",
+                                    "one_fold_without_a_step"])
+def test_resume_when_folds_of_a_group_stopped_apart(clips, tmp_path,
+                                                    monkeypatch, damage):
+  """A kill between two folds' (asynchronous) saves leaves them apart.
+
+  The group resumes from the oldest common step (or from scratch) and ends
+  exactly where an uninterrupted run does.
+  """
+  cfg = tiny_config(epochs=3, fold_parallel="3")
+  full = train.train_and_evaluate(cfg, str(tmp_path / "full"), clips=clips)
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    if epoch == 2:  # the saves of epochs 1 and 2 were started
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", original)
+  states = tmp_path / "cut" / "folds"
+  for fold in ("fake_s0", "fake_s1", "fake_s2"):  # interrupted saves finished
+    assert (states / fold / "train_state" / "2").is_dir()
+  if damage == "one_fold_a_step_behind":
+    shutil.rmtree(states / "fake_s1" / "train_state" / "2")
+  else:
+    shutil.rmtree(states / "fake_s1" / "train_state")
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  hf = _histories(tmp_path / "full", clips)
+  hc = _histories(tmp_path / "cut", clips)
+  for s in hf:
+    assert [h["epoch"] for h in hc[s]] == [1, 2, 3]
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
 
