@@ -113,14 +113,19 @@ def test_subset_refuses_a_row_of_another_image_size(bench_out):
 
 
 def test_incomplete_rows_are_listed_not_tabulated(tmp_path):
-  sys.argv = sys.argv[:1]
-  from experiments import benchmark  # pylint: disable=g-import-not-at-top
   (tmp_path / "results").mkdir()
   (tmp_path / "results" / "x.json").write_text(json.dumps({
       "date": "2026-11-25", "device": "1 x NVIDIA H100", "config": "paper",
       "dtype": "bfloat16", "complete": False,
       "train_1fold": {"clip_steps_per_s": 1.0}}))
-  text = open(benchmark.write_table(str(tmp_path))).read()
+  # In a subprocess: the benchmark module defines its absl flags on import.
+  r = subprocess.run(
+      [sys.executable, "-c", "import sys; from experiments import benchmark; "
+       "print(benchmark.write_table(sys.argv[1]))", str(tmp_path)],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu"),
+      capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  text = (tmp_path / "README.md").read_text()
   assert "Incomplete result files" in text
   assert "1 x NVIDIA H100 paper bfloat16" in text
   assert "| 2026-11-25 |" not in text
