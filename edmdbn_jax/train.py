@@ -624,8 +624,8 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
         # (max_to_keep=2; Orbax commits a step by renaming it into place).
         mgr.save(done, args=ocp.args.Composite(
             state=ocp.args.StandardSave(one),
-            history=ocp.args.JsonSave({"history": [dict(h) for h in
-                                                   histories[i]]})))
+            # A copy: later epochs append to the list during the write.
+            history=ocp.args.JsonSave({"history": list(histories[i])})))
       bar.epoch_done(group, done, histories)
   except BaseException:
     # Interrupted (Ctrl-C, an error): let the checkpoints already being

@@ -28,9 +28,11 @@ BUILDERS = {
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 
-def default_data_dir() -> str:
-  """$TFDS_DATA_DIR if set (the tfds convention), else ~/tensorflow_datasets."""
-  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or DEFAULT_DATA_DIR)
+def resolve_data_dir(data_dir: Optional[str] = None) -> str:
+  """`data_dir` if given, else $TFDS_DATA_DIR (the tfds convention), else
+  ~/tensorflow_datasets; with ~ expanded."""
+  return os.path.expanduser(
+      data_dir or os.environ.get("TFDS_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def builder_class(name: str):
@@ -53,7 +55,7 @@ def get_builder(name: str, *, num_classes: int, image_size: int,
     raise errors.ConfigError(
         f"Dataset {name!r} has no {num_classes}-class config at {image_size} "
         f"px (config {cfg!r}); available: {known}.")
-  data_dir = os.path.expanduser(data_dir) if data_dir else default_data_dir()
+  data_dir = resolve_data_dir(data_dir)
   builder = cls(config=cfg, data_dir=data_dir, file_format="array_record",
                 **builder_kwargs)
   return builder, manual_dir

@@ -42,10 +42,8 @@ def main(argv: Sequence[str]) -> None:
   if _CONFIG.value not in known:
     raise app.UsageError(
         f"{argv[1]} has no config {_CONFIG.value!r}; choose from {known}.")
-  import os  # pylint: disable=g-import-not-at-top
-  data_dir = (os.path.expanduser(_DATA_DIR.value) if _DATA_DIR.value
-              else datasets.default_data_dir())
-  builder = cls(config=_CONFIG.value, data_dir=data_dir,
+  builder = cls(config=_CONFIG.value,
+                data_dir=datasets.resolve_data_dir(_DATA_DIR.value),
                 file_format="array_record")
   mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if _OVERWRITE.value
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
