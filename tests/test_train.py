@@ -198,6 +198,46 @@ def test_resume_when_folds_of_a_group_stopped_apart(clips, tmp_path,
   assert resumed["aggregated"] == full["aggregated"]
 
 
+def test_checkpoint_cadence_in_epochs_and_minutes():
+  due = train.checkpoint_due
+  assert [due(d, 6, 2, 0.0, 0.0) for d in range(1, 7)] == [
+      False, True, False, True, False, False]  # never after the last epoch
+  assert not due(2, 6, 1, 10.0, 599.0)
+  assert due(2, 6, 1, 10.0, 600.0)
+  assert not due(3, 6, 2, 10.0, 3600.0)  # not a multiple of every_epochs
+  assert configs.get_config("paper").train.checkpoint_every_minutes == 10.0
+
+
+def test_group_killed_before_its_first_checkpoint_restarts(clips, tmp_path,
+                                                           monkeypatch):
+  """With a time floor no epoch reaches, no resume state is written; the
+  killed group trains again from its first epoch to the same result."""
+  cfg = tiny_config(epochs=3, fold_parallel="3", checkpoint_every_minutes=60.0)
+  full = train.train_and_evaluate(cfg, str(tmp_path / "full"), clips=clips)
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    if epoch == 2:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", original)
+  for fold in ("fake_s0", "fake_s1", "fake_s2"):
+    state = tmp_path / "cut" / "folds" / fold / "train_state"
+    assert not state.exists() or not any(p.name.isdigit()
+                                         for p in state.iterdir())
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  hf = _histories(tmp_path / "full", clips)
+  hc = _histories(tmp_path / "cut", clips)
+  for s in hf:
+    assert [h["epoch"] for h in hc[s]] == [1, 2, 3]
+    np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
+  assert resumed["aggregated"] == full["aggregated"]
+
+
 def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):
   cfg = tiny_config(epochs=1, warmup_epochs=0)
   train.check_workdir(cfg, str(tmp_path))
