@@ -15,7 +15,7 @@ keep a model directory per fold (`<workdir>/folds/<subject>/model`) and
 
 import json
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import ml_collections
@@ -45,17 +45,40 @@ def save_model(directory: str, variables, config: ml_collections.ConfigDict,
                class_names: Sequence[str], step: int = 0,
                provenance: Optional[Dict[str, Any]] = None) -> str:
   """Writes `variables` with the config and class names to `directory`."""
-  directory = os.path.abspath(os.path.expanduser(directory))
-  meta = {"config": config_to_json(config), "class_names": list(class_names),
-          "provenance": provenance or {}}
-  params = jax.tree.map(lambda a: np.asarray(a, np.float32), variables)
-  with ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(max_to_keep=1)) as mgr:
-    mgr.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)),
-             force=True)
-    mgr.wait_until_finished()
-  return directory
+  return save_models([directory], [variables], config, class_names, step,
+                     [provenance])[0]
+
+
+def save_models(directories: Sequence[str], variables: Sequence[Any],
+                config: ml_collections.ConfigDict, class_names: Sequence[str],
+                step: int = 0,
+                provenances: Optional[Sequence[Optional[Dict[str, Any]]]] = None,
+                ) -> List[str]:
+  """Writes several model directories at once (a LOSO group's fold models).
+
+  The writes run concurrently (Orbax's asynchronous saves) and are all
+  committed when this returns.
+  """
+  provenances = provenances or [None] * len(directories)
+  out, managers = [], []
+  try:
+    for directory, v, prov in zip(directories, variables, provenances):
+      directory = os.path.abspath(os.path.expanduser(directory))
+      meta = {"config": config_to_json(config),
+              "class_names": list(class_names), "provenance": prov or {}}
+      params = jax.tree.map(lambda a: np.asarray(a, np.float32), v)
+      mgr = ocp.CheckpointManager(
+          directory, options=ocp.CheckpointManagerOptions(max_to_keep=1))
+      managers.append(mgr)
+      mgr.save(step, args=ocp.args.Composite(
+          params=ocp.args.StandardSave(params),
+          meta=ocp.args.JsonSave(meta)), force=True)
+      out.append(directory)
+  finally:
+    for mgr in managers:
+      mgr.wait_until_finished()
+      mgr.close()
+  return out
 
 
 def _check_directory(directory: str) -> str:

@@ -659,15 +659,19 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
     raise
 
   # Finished: final model (last epoch) and the fold's result.
+  # The group's models are written concurrently and committed before any
+  # result.json says its fold is done.
   host = jax.device_get(state["params"])
+  checkpoints.save_models(
+      [os.path.join(workdir, "final_model") if not f.subject
+       else os.path.join(fold_dir(workdir, f), "model") for f in group],
+      [{"params": jax.tree.map(lambda a, i=i: a[i], host)}
+       for i in range(n_real)],
+      config, clips.class_names, step=epochs,
+      provenances=[{"run": workdir, "fold": f.subject or "all subjects",
+                    "epochs": epochs, "selection": "last epoch"}
+                   for f in group])
   for i, (f, mgr) in enumerate(zip(group, managers)):
-    params = jax.tree.map(lambda a, i=i: a[i], host)
-    target = (os.path.join(workdir, "final_model") if not f.subject
-              else os.path.join(fold_dir(workdir, f), "model"))
-    checkpoints.save_model(
-        target, {"params": params}, config, clips.class_names, step=epochs,
-        provenance={"run": workdir, "fold": f.subject or "all subjects",
-                    "epochs": epochs, "selection": "last epoch"})
     result = {"subject": f.subject, "fold_index": f.index,
               "train_clips": int(len(f.train_idx)),
               "history": histories[i]}
