@@ -12,7 +12,7 @@ Design points:
   its data order, initial parameters and step RNG depend only on (seed, fold,
   epoch, step), never on which folds share a group, so training folds
   together or one by one gives the same result up to float rounding.
-* A fold with fewer steps in an epoch than its group's longest gets inactive
+* A fold with fewer steps in an epoch than the run's longest fold gets inactive
   steps that leave its state untouched (no optimiser update, no step count),
   and a short last batch is padded with a mask that removes the padding from
   the loss: the same as PyTorch's `drop_last=False` batches.
@@ -516,12 +516,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                               enabled=bool(t.get("progress", True)))
   writer = progress.summary_writer(workdir)
 
-  # 4. Train groups of folds.
+  # 4. Train groups of folds. Every group scans the run's largest number of
+  # steps per epoch and evaluates its largest test subject's batches, so the
+  # train and eval steps compile once per run, not once per distinct fold
+  # size (a fold's steps depend on its held-out subject's clip count; a
+  # paper-config compile costs far more than the few inactive steps a
+  # smaller fold runs).
+  batch = int(t.batch_size)
+  shape = {"steps": max([f.steps_per_epoch(batch) for f in todo] + [1]),
+           "eval_batches": -(-max([len(f.test_idx) for f in todo] + [1])
+                             // EVAL_BATCH)}
   try:
     for g in range(0, len(todo), group_size):
       group = todo[g:g + group_size]
-      _train_group(group, group_size, clips, data, config, workdir, model,
-                   jit_init, jit_train, jit_eval, cw_mode, bar, writer, mesh)
+      _train_group(group, group_size, shape, clips, data, config, workdir,
+                   model, jit_init, jit_train, jit_eval, cw_mode, bar, writer,
+                   mesh)
   finally:
     bar.close()
     writer.close()
@@ -537,8 +547,9 @@ def _pad_group(group: List[Fold], size: int) -> List[Fold]:
   return group + [group[0]] * (size - len(group))
 
 
-def _train_group(group, group_size, clips, data, config, workdir, model,
-                 jit_init, jit_train, jit_eval, cw_mode, bar, writer, mesh):
+def _train_group(group, group_size, shape, clips, data, config, workdir,
+                 model, jit_init, jit_train, jit_eval, cw_mode, bar, writer,
+                 mesh):
   t = config.train
   batch = int(t.batch_size)
   k = int(config.model.num_classes)
@@ -551,15 +562,14 @@ def _train_group(group, group_size, clips, data, config, workdir, model,
 
   # Per-fold constants.
   spe = np.array([f.steps_per_epoch(batch) for f in padded], np.int32)
-  steps = int(spe.max())
+  steps = int(shape["steps"])
   weights = np.stack([class_weights(clips.labels[f.train_idx], k, cw_mode)
                       for f in padded])
   fold_keys = jax.vmap(lambda i: jax.random.fold_in(
       jax.random.fold_in(root, 1), i))(jnp.array([f.index for f in padded]))
   init_keys = jax.vmap(lambda i: jax.random.fold_in(
       jax.random.fold_in(root, 0), i))(jnp.array([f.index for f in padded]))
-  n_test = max([len(f.test_idx) for f in padded] + [1])
-  ebatches = -(-n_test // EVAL_BATCH)
+  ebatches = int(shape["eval_batches"])
   eidx, emask = zip(*[eval_schedule(f.test_idx, ebatches, EVAL_BATCH)
                       for f in padded])
   eidx, emask = np.stack(eidx), np.stack(emask)

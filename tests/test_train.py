@@ -18,8 +18,10 @@ def fake_clips(n_subjects=3, per_subject=5, size=32, k=3, seed=0):
   """Random clips whose apex carries a class-specific bright corner."""
   rng = np.random.default_rng(seed)
   examples = []
-  for s in range(n_subjects):
-    for c in range(per_subject):
+  sizes = (per_subject if isinstance(per_subject, (list, tuple))
+           else [per_subject] * n_subjects)
+  for s, size_s in enumerate(sizes):
+    for c in range(size_s):
       label = (s + c) % k
       frames = rng.integers(0, 255, (6, size, size, 3)).astype(np.uint8)
       frames[3, :8, :8] = 255 * (label == 0)
@@ -158,6 +160,32 @@ def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
 
+
+
+def test_folds_of_unequal_size_compile_the_steps_once(tmp_path, monkeypatch):
+  """Subjects of 2, 5 and 17 clips: folds of 6, 5 and 2 steps per epoch and
+  test subjects of 1 to 3 eval batches (of 8) share one train and one eval shape;
+  the inactive padding steps change nothing (== all folds at once)."""
+  uneven = fake_clips(per_subject=[2, 5, 17], seed=1)
+  cfg = tiny_config(fold_parallel="1")
+  monkeypatch.setattr(train, "EVAL_BATCH", 8)
+  # Fresh jitted steps: other tests in this process share the cached ones.
+  monkeypatch.setattr(train, "_STEP_CACHE", {})
+  seq = train.train_and_evaluate(cfg, str(tmp_path / "seq"), clips=uneven)
+  mesh = train.make_mesh(1, int(cfg.train.batch_size))
+  model = train.from_config(cfg.model)
+  _, jit_train, jit_eval = train.make_steps(
+      model, train.make_optimizer(cfg), cfg, mesh)
+  assert jit_train._cache_size() == 1
+  assert jit_eval._cache_size() == 1
+  par = train.train_and_evaluate(tiny_config(fold_parallel="3"),
+                                 str(tmp_path / "par"), clips=uneven)
+  hs, hp = _histories(tmp_path / "seq", uneven), _histories(tmp_path / "par",
+                                                            uneven)
+  for s in hs:
+    np.testing.assert_allclose(hs[s][-1]["logits"], hp[s][-1]["logits"],
+                               rtol=1e-4, atol=1e-5)
+  assert seq["aggregated"]["uf1"] == pytest.approx(par["aggregated"]["uf1"])
 
 
 @pytest.mark.parametrize("damage", ["one_fold_a_step_behind",
