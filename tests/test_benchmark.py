@@ -57,6 +57,11 @@ def test_writes_result_file_and_table(bench_out):
   line = next(l for l in table.splitlines() if "| tiny | float32 |" in l)
   assert line.count("not run") == 4  # LOSO and the three PyTorch columns
   assert "(F=2)" in line and "(peak unknown)" in line
+  # CPU reports no device peak: the cell gives XLA's buffers of the step,
+  # which grow with the folds trained at once (a state per fold).
+  assert (row["train_folds"]["xla_memory_bytes"]
+          > row["train_1fold"]["xla_memory_bytes"] > 0)
+  assert "XLA buffers of the 2-fold step" in line
 
 
 def test_loso_section_updates_the_row(bench_out, tmp_path):
