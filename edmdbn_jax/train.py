@@ -60,6 +60,9 @@ from edmdbn_jax.models import input_specs
 # Config fields that may differ between the run that made a workdir and the
 # one resuming it: they change how the work is scheduled, not its result.
 RESUME_INVARIANT = ("train.fold_parallel", "train.folds", "train.final_model",
+                    # Both selections come from the same training; this
+                    # only picks the headline.
+                    "train.selection",
                     "data.data_dir", "data.manual_dir", "train.progress",
                     "train.checkpoint_every_epochs",
                     "train.checkpoint_every_minutes")
@@ -141,7 +144,9 @@ def make_folds(clips, subjects: Optional[Sequence[str]] = None,
       raise errors.ConfigError(
           f"--folds names unknown subjects {unknown}; this dataset has "
           f"{all_subjects}.")
-    chosen = [s if s in all_subjects else short[s] for s in subjects]
+    # Full ids, each once ('s01,synthetic/s01' is one fold).
+    chosen = list(dict.fromkeys(
+        s if s in all_subjects else short[s] for s in subjects))
   folds = []
   for s in chosen:
     test = np.flatnonzero(clips.subjects == s)
@@ -538,10 +543,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     bar.close()
     writer.close()
 
-  # 5. Scores and reports.
+  # 5. Scores and reports: every finished fold of the workdir (a `--folds`
+  # subset adds to a run, it does not replace its scores), labelled partial
+  # until every subject has been held out.
   if final_model:
     return {"final_model": os.path.join(workdir, "final_model")}
-  return score_run(workdir, folds, clips, config)
+  finished = [f for f in make_folds(clips)
+              if load_fold_result(workdir, f) is not None]
+  return score_run(workdir, finished, clips, config)
 
 
 def _pad_group(group: List[Fold], size: int) -> List[Fold]:
@@ -686,6 +695,9 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   for i, (f, mgr) in enumerate(zip(group, managers)):
     result = {"subject": f.subject, "fold_index": f.index,
               "train_clips": int(len(f.train_idx)),
+              # What the stored logits are of: checked when scoring.
+              "test_clips": [str(c) for c in clips.clips[f.test_idx]],
+              "test_labels": [int(l) for l in clips.labels[f.test_idx]],
               "history": histories[i]}
     with open(os.path.join(fold_dir(workdir, f), "result.json"), "w") as fh:
       json.dump(result, fh)
@@ -722,19 +734,54 @@ def fold_results(histories, folds, clips, selection):
   return out
 
 
+def check_fold_clips(workdir, fold, stored, clips):
+  """Refuses to score a fold whose stored logits are of other clips/labels."""
+  if "test_clips" not in stored:
+    return  # written before the clip list was stored
+  now_clips = [str(c) for c in clips.clips[fold.test_idx]]
+  now_labels = [int(l) for l in clips.labels[fold.test_idx]]
+  if stored["test_clips"] == now_clips and stored["test_labels"] == now_labels:
+    return
+  was = dict(zip(stored["test_clips"], stored["test_labels"]))
+  now = dict(zip(now_clips, now_labels))
+  names = clips.class_names
+  diff = ([f"{c}: gone" for c in was if c not in now] +
+          [f"{c}: new" for c in now if c not in was] +
+          [f"{c}: label {names[was[c]]} -> {names[now[c]]}"
+           for c in now if c in was and was[c] != now[c]])
+  raise errors.DataError(
+      f"{os.path.join(fold_dir(workdir, fold), 'result.json')} was trained "
+      f"and evaluated on other clips of subject {fold.subject} than "
+      f"{clips.name} holds now ({'; '.join(diff[:10])}"
+      f"{'; ...' if len(diff) > 10 else ''}). The dataset was rebuilt or "
+      "another build was loaded: score it with a fresh --workdir, or load "
+      "the build the run was made with (--data_dir).")
+
+
 def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
-  """Scores every fold under both protocols; writes the headline's reports."""
+  """Scores `folds` under both protocols; writes the headline's reports."""
   k = int(config.model.num_classes)
   selection = config.train.selection
-  histories = [load_fold_result(workdir, f)["history"] for f in folds]
+  histories = []
+  for f in folds:
+    stored = load_fold_result(workdir, f)
+    check_fold_clips(workdir, f, stored, clips)
+    histories.append(stored["history"])
+  total = len(clips.subject_list())
   results, frs = {}, {}
   for sel in ("fixed", "test_best"):
     frs[sel] = fold_results(histories, folds, clips, sel)
     note = (f"{len(folds)} LOSO folds, {config.train.epochs} epochs, "
             f"dataset {clips.name}, seed {config.train.seed}")
+    if len(folds) < total:
+      note = (f"PARTIAL: {len(folds)} of {total} subjects held out so far "
+              f"({', '.join(f.subject for f in folds)}); not a LOSO score of "
+              f"{clips.name}. " + note)
     results[sel] = metrics_lib.summarize(
         frs[sel], k, list(clips.class_names), selection=sel,
         protocol_note=note)
+    results[sel]["protocol"]["subjects_total"] = total
+    results[sel]["protocol"]["complete"] = len(folds) == total
   headline = results[selection]
   # The other protocol rides along, labelled, for comparison.
   other = "test_best" if selection == "fixed" else "fixed"

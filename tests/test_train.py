@@ -266,6 +266,41 @@ def test_group_killed_before_its_first_checkpoint_restarts(clips, tmp_path,
   assert resumed["aggregated"] == full["aggregated"]
 
 
+def test_a_fold_subset_adds_to_a_run_and_scores_are_checked(clips, tmp_path):
+  cfg = tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3")
+  work = str(tmp_path / "run")
+  part = train.train_and_evaluate(
+      tiny_config(epochs=1, warmup_epochs=0, folds=("s0", "fake/s0")), work,
+      clips=clips)
+  # One fold, once: the same subject named twice is one fold.
+  assert part["protocol"]["folds"] == 1
+  assert part["protocol"]["complete"] is False
+  assert "PARTIAL: 1 of 3 subjects" in part["protocol"]["note"]
+  assert "Partial: 1 of 3" in (tmp_path / "run" / "results.md").read_text()
+  full = train.train_and_evaluate(cfg, work, clips=clips)
+  assert full["protocol"]["folds"] == 3 and full["protocol"]["complete"]
+  # A later subset run scores every finished fold, not just its own.
+  again = train.train_and_evaluate(
+      tiny_config(epochs=1, warmup_epochs=0, folds=("s1",)), work,
+      clips=clips)
+  assert again["protocol"]["folds"] == 3
+  assert again["aggregated"] == full["aggregated"]
+  # Scoring against a dataset whose clips changed is refused, by name.
+  relabelled = input_pipeline.Clips(**{**clips.__dict__,
+                                       "labels": clips.labels.copy()})
+  first = np.flatnonzero(relabelled.subjects == "fake/s1")[0]
+  relabelled.labels[first] = (relabelled.labels[first] + 1) % 3
+  with pytest.raises(errors.DataError,
+                     match=rf"{relabelled.clips[first]}: label"):
+    train.train_and_evaluate(cfg, work, clips=relabelled)
+  # The headline selection may change: both come from the same training.
+  best = train.train_and_evaluate(
+      tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3",
+                  selection="test_best"), work, clips=clips)
+  assert best["protocol"]["selection"] == "test_best"
+  assert best["other_selection"]["aggregated"] == full["aggregated"]
+
+
 def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):
   cfg = tiny_config(epochs=1, warmup_epochs=0)
   train.check_workdir(cfg, str(tmp_path))

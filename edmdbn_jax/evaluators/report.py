@@ -18,6 +18,10 @@ def _f(x):
 def markdown_table(results: Dict[str, Any]) -> str:
   p = results["protocol"]
   lines = []
+  if not p.get("complete", True):
+    lines.append(f"**Partial: {p['folds']} of {p['subjects_total']} subjects "
+                 "held out so far; not a LOSO score of the dataset.**")
+    lines.append("")
   if p["selection"] == "test_best":
     lines.append("**Warning: " + metrics.SELECTION_NOTES["test_best"] + ".**")
     lines.append("")
