@@ -12,6 +12,9 @@ see edmdbn_jax/interop/torch_reference.py); pass
 `--config=...:paper,entire_patch_embed=3d` to keep the full conv.
 """
 
+import os
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -34,17 +37,27 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "Output model directory.")
   flags.DEFINE_list(
       "class_names", None, "Class names in the checkpoint's label order "
-      "(default: class0, class1, ...).")
+      "(default: the toolkit's class set of --config's data.dataset at "
+      "model.num_classes classes, in the toolkit's label order).")
 
 
 def read_torch_state_dict(path: str):
+  if not os.path.isfile(path):
+    raise errors.CheckpointError(
+        f"{path} does not exist; pass the released .pt/.pth/.ckpt file as "
+        "--checkpoint.")
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise errors.ConfigError(
         "Reading a PyTorch checkpoint needs torch: pip install -e '.[torch]'"
     ) from e
-  obj = torch.load(path, map_location="cpu", weights_only=False)
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.CheckpointError(
+        f"{path} could not be read by torch.load ({type(e).__name__}: {e}); "
+        "is it a PyTorch checkpoint?") from e
   for key in ("state_dict", "model", "model_state_dict"):
     if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
       obj = obj[key]
@@ -56,23 +69,44 @@ def read_torch_state_dict(path: str):
           if hasattr(v, "detach")}
 
 
+def default_class_names(config):
+  """The toolkit's class names for config.data.dataset at num_classes."""
+  from edmdbn_jax.datasets import common  # pylint: disable=g-import-not-at-top
+  k = int(config.model.num_classes)
+  dataset = config.data.dataset
+  sets = common.CLASS_SETS.get(dataset, {})
+  if k not in sets:
+    raise errors.ConfigError(
+        f"No {k}-class set is defined for dataset {dataset!r} (have "
+        f"{sorted(sets) or 'none'}); pass --class_names in the checkpoint's "
+        "label order.")
+  return list(sets[k].classes)
+
+
 def main(argv):
   del argv
   config = FLAGS.config
   if not FLAGS.checkpoint or not FLAGS.workdir:
     raise app.UsageError("--checkpoint and --workdir are required.")
-  sd = read_torch_state_dict(FLAGS.checkpoint)
-  variables = torch_reference.convert_state_dict(sd, config)
-  names = FLAGS.class_names
   k = int(config.model.num_classes)
-  if names is None:
-    names = [f"class{i}" for i in range(k)]
-  if len(names) != k:
+  names = FLAGS.class_names
+  if names is not None and len(names) != k:
     raise app.UsageError(f"--class_names has {len(names)} names for {k} "
                          "classes.")
-  out = checkpoints.save_model(
-      FLAGS.workdir, variables, config, names,
-      provenance={"source": "torch", "checkpoint": FLAGS.checkpoint})
+  try:
+    if names is None:
+      names = default_class_names(config)
+      print(f"Class names (label order assumed to be the toolkit's "
+            f"{config.data.dataset} {k}-class set; pass --class_names if the "
+            f"checkpoint used another): {', '.join(names)}")
+    sd = read_torch_state_dict(FLAGS.checkpoint)
+    variables = torch_reference.convert_state_dict(sd, config)
+    out = checkpoints.save_model(
+        FLAGS.workdir, variables, config, names,
+        provenance={"source": "torch", "checkpoint": FLAGS.checkpoint})
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   print(f"Wrote {out} ({len(sd)} tensors converted).")
 
 

@@ -1,6 +1,7 @@
 """The converter for the authors' PyTorch state dict."""
 
 import ast
+import os
 import pathlib
 
 import jax
@@ -157,3 +158,22 @@ def test_import_torch_reads_a_pt_file_and_writes_a_model_dir(tmp_path):
   a, _ = model.apply(variables, frames, keyframes)
   b, _ = model2.apply(v2, frames, keyframes)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_import_torch_cli_errors_and_default_class_names(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments import import_torch  # pylint: disable=g-import-not-at-top
+  assert import_torch.default_class_names(configs.get_config("paper")) == [
+      "happiness", "repression", "surprise", "disgust", "others"]
+  with pytest.raises(errors.ConfigError, match="--class_names"):
+    import_torch.default_class_names(configs.get_config("paper,num_classes=4"))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.import_torch",
+       f"--checkpoint={tmp_path}/missing.pt", f"--workdir={tmp_path}/out"],
+      cwd=root, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu"))
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert "missing.pt does not exist" in r.stderr
+  assert "Traceback" not in r.stderr
