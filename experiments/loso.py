@@ -110,42 +110,67 @@ def _set(config, path, value):
   node[last] = value
 
 
+def _explicit(argv_flags, path: str) -> bool:
+  """Whether --config.<path> was given on the command line."""
+  name = f"config.{path}"
+  return name in argv_flags and argv_flags[name].present
+
+
+def _overrides(argv_flags, config):
+  """{path: value} of every --config.<path> given on the command line."""
+  out = {}
+  for name in argv_flags:
+    if name.startswith("config.") and argv_flags[name].present:
+      path = name[len("config."):]
+      out[path] = _get(config, path)
+  return out
+
+
 def resolve_config(argv_flags=flags.FLAGS):
   """The config from --config, --config.* overrides and the shortcut flags.
 
-  Raises ConfigError for contradictory or impossible settings.
+  A setting given twice (a shortcut flag and its --config.* path) must agree,
+  even where both equal the default. Raises ConfigError for contradictory or
+  impossible settings.
   """
-  dataset = argv_flags.dataset
   config = _CONFIG.value
+  dataset = argv_flags.dataset
+  if _explicit(argv_flags, "data.dataset"):
+    if (argv_flags["dataset"].present
+        and config.data.dataset != argv_flags.dataset):
+      raise errors.ConfigError(
+          f"--dataset={argv_flags.dataset} contradicts --config.data.dataset="
+          f"{config.data.dataset}.")
+    dataset = config.data.dataset
   if config.get("variant") == "auto":
-    # Apply what --config.* changed on the 'auto' defaults to the variant
-    # that fits the dataset.
+    # The variant that fits the dataset, with every --config.* override
+    # given on the command line applied to it.
     variant = "tiny" if dataset == "synthetic" else "paper"
     defaults = edmdbn_config.flatten(edmdbn_config.get_config("auto"))
-    changed = {k: v for k, v in edmdbn_config.flatten(config).items()
-               if defaults.get(k) != v}
-    changed.pop("variant", None)
+    overrides = {k: v for k, v in edmdbn_config.flatten(config).items()
+                 if defaults.get(k) != v and k != "variant"}
+    overrides.update(_overrides(argv_flags, config))
     config = edmdbn_config.get_config(variant)
-    for path, value in changed.items():
+    for path, value in overrides.items():
       _set(config, path, value)
+  config.data.dataset = dataset
   baseline = edmdbn_config.get_config(config.get("variant", "paper"))
-  if config.data.dataset != dataset:
-    if _get(config, "data.dataset") != _get(baseline, "data.dataset"):
-      raise errors.ConfigError(
-          f"--dataset={dataset} contradicts --config.data.dataset="
-          f"{config.data.dataset}.")
-    config.data.dataset = dataset
-  if argv_flags["num_classes"].value is None and (
-      config.model.num_classes == baseline.model.num_classes):
+
+  def given(path):  # by --config.<path>, or in the --config string
+    return _explicit(argv_flags, path) or (
+        _get(config, path) != _get(baseline, path))
+
+  if (argv_flags["num_classes"].value is None
+      and not given("model.num_classes")):
     config.model.num_classes = DEFAULT_CLASSES[dataset]
   for flag, path in SHORTCUTS.items():
     value = argv_flags[flag].value
     if value is None:
       continue
-    current, default = _get(config, path), _get(baseline, path)
+    current = _get(config, path)
     if isinstance(current, tuple):
       value = tuple(value)
-    if current != default and current != value:
+    if path != "data.dataset" and given(path) and current != value:
       raise errors.ConfigError(
           f"--{flag}={value!r} contradicts --config.{path}={current!r}; set "
           "it once.")

@@ -63,6 +63,14 @@ def test_contradictory_and_impossible_settings_fail_early(data_dir, tmp_path):
   r = run_loso("--epochs=3", "--config.train.epochs=5", data_dir=data_dir,
                workdir=tmp_path / "a")
   assert r.returncode == 2 and "contradicts" in r.stderr
+  # Also where the --config.* value equals the variant's default (tiny: 12).
+  r = run_loso("--epochs=5", "--config.train.epochs=12", data_dir=data_dir,
+               workdir=tmp_path / "a2")
+  assert r.returncode == 2 and "contradicts" in r.stderr
+  # An explicit class count is kept, and refused where the dataset lacks it.
+  r = run_loso("--dataset=smic_hs", "--config.model.num_classes=5",
+               data_dir=data_dir, workdir=tmp_path / "a3")
+  assert r.returncode == 2 and "no 5-class config" in r.stderr
   r = run_loso("--epochs=2", "--warmup_epochs=4", data_dir=data_dir,
                workdir=tmp_path / "b")
   assert r.returncode == 2 and "warmup_epochs" in r.stderr
