@@ -106,5 +106,9 @@ def test_reports_label_their_protocol(tmp_path):
     assert mpimg.imread(str(out / "confusion.png")).size > 0
     rows = (out / "predictions.csv").read_text().splitlines()
     assert len(rows) == 6 and rows[0].startswith("fold,dataset,clip")
+    assert rows[1].split(",")[5] == sel
     log = (out / "megc_log.txt").read_text().splitlines()
     assert log[1].split("\t")[:5] == ["d", "s1", "s1_0", "0", "0"]
+    assert log[1].split("\t")[-1] == sel
+    corner = (out / "confusion.csv").read_text().splitlines()[0]
+    assert f"selection {sel}" in corner

@@ -83,37 +83,42 @@ def plot_confusion(cm, class_names: Sequence[str], path: str, title: str):
 
 
 def save_confusion(cm, class_names, workdir, title):
+  """confusion.png and confusion.csv; the csv's corner cell is `title`."""
   plot_confusion(cm, class_names, os.path.join(workdir, "confusion.png"),
                  title)
   with open(os.path.join(workdir, "confusion.csv"), "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["true \\ predicted"] + list(class_names))
+    w.writerow([f"true \\ predicted ({title})"] + list(class_names))
     for name, row in zip(class_names, np.asarray(cm).tolist()):
       w.writerow([name] + row)
 
 
-def megc_prediction_log(fold_results, class_names, path):
-  """One line per clip: `dataset subject clip true_code pred_code true pred`.
+def megc_prediction_log(fold_results, class_names, path, selection):
+  """One line per clip: `dataset subject clip true_code pred_code true pred
+  selection`.
 
   Codes are class indices (for the 3-class composite: 0 negative, 1
   positive, 2 surprise, the MEGC ground-truth codes). Subjects are written
-  without the '<dataset>/' prefix, fields tab-separated, with a header line.
+  without the '<dataset>/' prefix, fields tab-separated, with a header line;
+  `selection` says which epoch's predictions these are (fixed: the last;
+  test_best: chosen on the test subject).
   """
   with open(path, "w") as f:
     f.write("dataset\tsubject\tclip\ttrue\tpredicted\ttrue_label\t"
-            "predicted_label\n")
+            "predicted_label\tselection\n")
     for fr in fold_results:
       subj = fr.subject.split("/", 1)[-1]
       for clip, src, t, p in zip(fr.clips, fr.datasets, fr.labels, fr.preds):
         f.write(f"{src}\t{subj}\t{clip}\t{int(t)}\t{int(p)}\t"
-                f"{class_names[int(t)]}\t{class_names[int(p)]}\n")
+                f"{class_names[int(t)]}\t{class_names[int(p)]}\t"
+                f"{selection}\n")
 
 
-def write_predictions(fold_results, class_names, path):
+def write_predictions(fold_results, class_names, path, selection):
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow(["fold", "dataset", "clip", "true", "predicted", "epoch"] +
-               [f"p_{c}" for c in class_names])
+    w.writerow(["fold", "dataset", "clip", "true", "predicted", "selection",
+                "epoch"] + [f"p_{c}" for c in class_names])
     for fr in fold_results:
       probs = None
       if fr.logits is not None:
@@ -122,7 +127,7 @@ def write_predictions(fold_results, class_names, path):
         probs = z / z.sum(-1, keepdims=True)
       for i, (clip, src) in enumerate(zip(fr.clips, fr.datasets)):
         row = [fr.subject, src, clip, class_names[int(fr.labels[i])],
-               class_names[int(fr.preds[i])], fr.epoch]
+               class_names[int(fr.preds[i])], selection, fr.epoch]
         row += ([f"{p:.4f}" for p in probs[i]] if probs is not None
                 else [""] * len(class_names))
         w.writerow(row)
@@ -139,8 +144,8 @@ def write_all(results, fold_results, workdir, class_names):
            f"{p['selection']}: UF1 {_f(a['uf1'])}, UAR {_f(a['uar'])}")
   save_confusion(a["confusion"], class_names, workdir, title)
   write_predictions(fold_results, class_names,
-                    os.path.join(workdir, "predictions.csv"))
+                    os.path.join(workdir, "predictions.csv"), p["selection"])
   megc_prediction_log(fold_results, class_names,
-                      os.path.join(workdir, "megc_log.txt"))
+                      os.path.join(workdir, "megc_log.txt"), p["selection"])
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
