@@ -72,8 +72,14 @@ def stored_positions(onset: int, apex: int, offset: int) -> np.ndarray:
   return np.asarray(kept)
 
 
-def check_keyframes(n: int, onset, apex, offset, source: str):
-  """Validates keyframe positions in a sequence of n frames."""
+def check_keyframes(n: int, onset, apex, offset, source: str,
+                    numbers=None):
+  """Validates keyframe positions in a sequence of n frames.
+
+  `numbers`: the frame number of each position (a frame folder), so that
+  messages quote the numbers the user typed, not positions.
+  """
+  show = (lambda v: numbers[v]) if numbers is not None else (lambda v: v)
   if n < 2:
     raise errors.DataError(
         f"{source}: {n} frame(s); a micro-expression clip needs at least 2 "
@@ -87,11 +93,11 @@ def check_keyframes(n: int, onset, apex, offset, source: str):
   f = n - 1 if offset is None else offset
   if not o < f:
     raise errors.DataError(
-        f"{source}: onset {o} must come before offset {f}.")
+        f"{source}: onset {show(o)} must come before offset {show(f)}.")
   if apex is not None and not o < apex <= f:
     raise errors.DataError(
-        f"{source}: keyframes out of order (onset {o}, apex {apex}, offset "
-        f"{f}); need onset < apex <= offset.")
+        f"{source}: keyframes out of order (onset {show(o)}, apex "
+        f"{show(apex)}, offset {show(f)}); need onset < apex <= offset.")
   return o, f
 
 
@@ -210,7 +216,7 @@ class Predictor:
                to_pos("offset", offset))
     lo = 0 if o is None else o
     hi = len(paths) - 1 if f is None else f
-    check_keyframes(len(paths), o, a, f, directory)
+    check_keyframes(len(paths), o, a, f, directory, numbers)
     # Read only what is needed: onset..offset.
     frames = [io.load_image(p) for p in paths[lo:hi + 1]]
     shapes = sorted({fr.shape for fr in frames})

@@ -269,7 +269,7 @@ CASES = [
                    "--offset=110"],
      lambda p, f, b: p.predict_frames(str(f["frames"]), onset=105, apex=103,
                                       offset=110),
-     errors.DataError, "out of order"),
+     errors.DataError, r"out of order \(onset 105, apex 103, offset 110\)"),
     ("offset_before_onset",
      lambda f, b: [f"--video={f['video']}", "--onset=6", "--offset=3"],
      lambda p, f, b: p.predict_video(str(f["video"]), onset=6, offset=3),
