@@ -2,12 +2,17 @@ r"""Aligns and crops the faces of every clip under a folder (or one video).
 
   python -m experiments.preprocess --input=CASME2/Cropped --output=aligned \
       [--image_size=224] [--noalign] [--workers=2] [--upsample=0] \
-      [--face_rule=largest] [--allow_failures]
+      [--face_rule=largest] [--prefix=reg_img] [--allow_failures]
 
 --input is a video file, a folder of frames, or a tree in which every folder
 that holds images is a clip (video files inside the tree are clips too).
 Frames are written as PNG under --output/<clip path relative to --input>,
 keeping their original file stems (video frames: frame_00000.png, ...).
+A frame folder must hold one family of frames (img1.jpg, img2.jpg, ...); a
+folder holding two (SMIC's image*.bmp and reg_image*.bmp) fails unless
+--prefix picks one (--prefix=reg_image). --output must not be --input, lie
+inside a clip folder of --input, or contain --input: the run refuses before
+any work rather than overwrite or mix with the source frames.
 At the end the run prints a summary and writes report.json (per clip: ok or
 failed + reason) and failures.txt into --output. The exit code is 1 when any
 clip failed, unless --allow_failures; no clip is ever skipped silently.
@@ -43,6 +48,10 @@ _UPSAMPLE = flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
                                  "(1 for small faces; slower).")
 _FACE_RULE = flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
                                "Which face when several are found.")
+_PREFIX = flags.DEFINE_string(
+    "prefix", None, "Only the frames named <prefix><number> (e.g. reg_image "
+    "or image for SMIC); by default every image of a folder, which must then "
+    "all be named alike.")
 _ALLOW_FAILURES = flags.DEFINE_bool("allow_failures", False,
                                     "Exit 0 even when some clips failed.")
 
@@ -86,6 +95,46 @@ def find_clips(root: pathlib.Path, output: pathlib.Path
   return sorted(clips)
 
 
+def _holds_images(folder: pathlib.Path) -> bool:
+  return folder.is_dir() and any(
+      p.is_file() and pio.is_image(p) for p in folder.iterdir())
+
+
+def check_paths(input_path, output) -> None:
+  """Refuses an --output that would overwrite or mix with the source frames.
+
+  Compares resolved real paths (symbolic links followed).
+
+  Raises:
+    ConfigError: --output is --input, contains --input (a folder), is a
+      frame folder of --input, or lies inside one.
+  """
+  src = pathlib.Path(os.path.realpath(input_path))
+  out = pathlib.Path(os.path.realpath(output))
+  hint = ("Choose an --output folder outside the input, e.g. a sibling "
+          "folder of it.")
+  if out == src:
+    raise errors.ConfigError(
+        f"--output {output} is the input {input_path} itself ({src}); the "
+        f"crops would overwrite the source frames. {hint}")
+  if src.is_file():
+    return  # A video: only its own path is off limits.
+  if out in src.parents:
+    raise errors.ConfigError(
+        f"--input {input_path} ({src}) lies inside --output {output} "
+        f"({out}); the crops could land on or among the source frames. "
+        f"{hint}")
+  if src in out.parents:
+    inside = out
+    while inside != src.parent:
+      if _holds_images(inside):
+        raise errors.ConfigError(
+            f"--output {output} ({out}) is or lies inside {inside}, a frame "
+            f"folder of the input {input_path}; the crops would be written "
+            f"among the source frames. {hint}")
+      inside = inside.parent
+
+
 @functools.lru_cache(maxsize=None)
 def _preprocessor(image_size, align, upsample, face_rule):
   return face.FacePreprocessor(image_size=image_size, align=align,
@@ -94,13 +143,13 @@ def _preprocessor(image_size, align, upsample, face_rule):
 
 def process_one(task) -> tuple[str, dict]:
   """Processes one clip; returns (relative path, report entry). Never raises."""
-  rel, source, kind, out_dir, settings = task
+  rel, source, kind, out_dir, settings, prefix = task
   try:
     if kind == "video":
       images = list(pio.read_video(source))
       stems = [f"frame_{i:05d}" for i in range(len(images))]
     else:
-      paths = pio.list_frames(source)
+      paths = pio.list_frames(source, prefix=prefix)
       stems = [p.stem for p in paths]
       if len(set(stems)) != len(stems):
         raise errors.DataError(
@@ -124,15 +173,28 @@ def process_one(task) -> tuple[str, dict]:
 
 
 def run(input_path, output, image_size=224, align=True, workers=1,
-        upsample=0, face_rule="largest") -> dict:
-  """Preprocesses every clip; writes report.json + failures.txt; returns it."""
+        upsample=0, face_rule="largest", prefix=None) -> dict:
+  """Preprocesses every clip; writes report.json + failures.txt; returns it.
+
+  Args:
+    prefix: None: every image of a frame folder (one family of names); a
+      string: only the frames named `<prefix><number>` (see
+      `pio.list_frames`).
+
+  Raises:
+    ConfigError: bad settings, or --output overlapping --input
+      (`check_paths`); both before any work.
+    DataError: no clip found under the input.
+  """
   root, out = pathlib.Path(input_path), pathlib.Path(output)
   settings = dict(image_size=int(image_size), align=bool(align),
                   upsample=int(upsample), face_rule=face_rule)
   face.FacePreprocessor(**settings)  # Bad settings fail before any work.
+  check_paths(root, out)
   clips = find_clips(root, out)
   out.mkdir(parents=True, exist_ok=True)
-  tasks = [(rel, src, kind, str(out), settings) for rel, src, kind in clips]
+  tasks = [(rel, src, kind, str(out), settings, prefix)
+           for rel, src, kind in clips]
   results = {}
   start = time.time()
   bar = dict(total=len(tasks), desc="preprocess", unit="clip")
@@ -147,7 +209,7 @@ def run(input_path, output, image_size=224, align=True, workers=1,
         results[rel] = entry
   failed = {r: e for r, e in sorted(results.items())
             if e["status"] != "ok"}
-  report = dict(input=str(root), output=str(out), **settings,
+  report = dict(input=str(root), output=str(out), **settings, prefix=prefix,
                 num_clips=len(results), num_ok=len(results) - len(failed),
                 num_failed=len(failed), seconds=round(time.time() - start, 2),
                 clips=dict(sorted(results.items())))
@@ -165,7 +227,7 @@ def main(argv):
   try:
     report = run(_INPUT.value, _OUTPUT.value, _IMAGE_SIZE.value,
                  _ALIGN.value, _WORKERS.value, _UPSAMPLE.value,
-                 _FACE_RULE.value)
+                 _FACE_RULE.value, _PREFIX.value)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

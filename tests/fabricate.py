@@ -89,6 +89,7 @@ _CASME2_EXTRA_BEFORE = 2
 def fabricate_casme2(manual_dir: pathlib.Path,
                      sheets: Sequence[str] = ("2019",), crops: bool = True,
                      raw: Optional[str] = None, bad_row: bool = False,
+                     faceless: Sequence[str] = (),
                      seed: int = 0) -> pathlib.Path:
   """Writes <manual_dir>/CASME2 with 10 annotated clips of 4 subjects.
 
@@ -100,6 +101,8 @@ def fabricate_casme2(manual_dir: pathlib.Path,
     crops: write `Cropped/subXX/<clip>/reg_img<n>.jpg`.
     raw: None, 'noise' or 'face': write `CASME2_RAW_selected/.../img<n>.jpg`.
     bad_row: append a row whose OnsetFrame is 'n/a'.
+    faceless: clips (e.g. 'EP09_05') whose raw frames are noise even when
+      raw='face': no face for the aligner to find.
     seed: noise seed.
 
   Returns:
@@ -131,7 +134,8 @@ def fabricate_casme2(manual_dir: pathlib.Path,
       numbers = [n for n in range(on - _CASME2_EXTRA_BEFORE, off + 1)
                  if n >= 0 and n not in missing]
       _write_frames(root / top / sub / clip,
-                    [f"{prefix}{n}.jpg" for n in numbers], rng, face=face)
+                    [f"{prefix}{n}.jpg" for n in numbers], rng,
+                    face=face and clip not in faceless)
   return root
 
 

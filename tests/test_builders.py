@@ -6,8 +6,10 @@ tests/fabricate.py, not computed with the code under test.
 
 import collections
 import json
+import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -16,8 +18,10 @@ import pytest
 
 from edmdbn_jax import datasets
 from edmdbn_jax.datasets import common
+from edmdbn_jax.datasets.smic_hs import smic_hs_dataset_builder as smic
 from edmdbn_jax.errors import AnnotationError
 from edmdbn_jax.errors import DataError
+from edmdbn_jax.errors import MissingFrameError
 from tests import fabricate
 
 import edmdbn_jax.preprocess  # noqa: F401  (the builders read frames with it)
@@ -240,6 +244,101 @@ def test_bad_annotation_row(tmp_path):
   fabricate.fabricate_casme2(tmp_path / "m", bad_row=True)
   with pytest.raises(AnnotationError, match=r"row 12.*OnsetFrame.*'n/a'"):
     _build("casme2", tmp_path / "m", tmp_path / "d", 5)
+
+
+def test_missing_clip_folders_all_listed_before_any_frame_is_read(tmp_path):
+  root = fabricate.fabricate_casme2(tmp_path / "m")
+  crops = root / "Cropped"
+  # The first clip's onset frame is unreadable: generation would stop there.
+  (crops / "sub01" / "EP02_01f" / "reg_img46.jpg").write_bytes(b"broken")
+  shutil.rmtree(crops / "sub02" / "EP09_05")  # Row 5.
+  for f in (crops / "sub05" / "EP05_03").iterdir():  # Row 9: empty folder.
+    f.unlink()
+  shutil.rmtree(crops / "sub04" / "EP13_02")  # Row 7, sadness: excluded.
+  with pytest.raises(MissingFrameError) as e:
+    _build("casme2", tmp_path / "m", tmp_path / "d", 5)
+  msg = str(e.value)
+  assert "2 of 8 labelled clips" in msg
+  assert "casme2/sub02/EP09_05" in msg and "row 5" in msg
+  assert str(crops / "sub02" / "EP09_05") in msg
+  assert "casme2/sub05/EP05_03" in msg and "row 9" in msg
+  assert "EP13_02" not in msg  # Not needed by the 5-class set.
+  assert "decode" not in msg
+
+
+def test_clip_without_a_face_is_skipped_not_fatal(tmp_path, caplog):
+  fabricate.fabricate_casme2(tmp_path / "m", crops=False, raw="face",
+                             faceless=("EP09_05",))
+  caplog.set_level(logging.WARNING, logger="absl")
+  _, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 3,
+                         variant="")
+  # Without EP09_05 (repression -> negative) but every other clip is built.
+  assert _counts(ex) == {"negative": 2, "positive": 1, "surprise": 1}
+  # EP07_01 lacks its offset frame (as in every fabricated CASME II tree).
+  assert [s["clip"] for s in report["skipped"]] == [
+      "casme2/sub02/EP09_05", "casme2/sub05/EP07_01"]
+  skipped = report["skipped"][0]
+  assert "row 5" in skipped["where"]
+  onset = (tmp_path / "m" / "CASME2" / "CASME2_RAW_selected" / "sub02" /
+           "EP09_05" / "img100.jpg")
+  assert f"no face found in the onset frame {onset}" in skipped["reason"]
+  assert "roughly frontal" in skipped["reason"]
+  assert "official-crops variant" in skipped["reason"]
+  warned = [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.WARNING]
+  assert any("Skipped casme2/sub02/EP09_05" in m for m in warned)
+  assert any("2 skipped" in m for m in warned)  # The summary line.
+
+
+def test_no_clip_with_a_face_is_a_clear_error(tmp_path):
+  fabricate.fabricate_casme2(tmp_path / "m", crops=False, raw="noise")
+  with pytest.raises(DataError, match=r"(?s)no clip could be built; 8 "
+                     r"skipped.*casme2/sub01/EP02_01f.*no face found in the "
+                     r"onset frame .*img46\.jpg"):
+    _build("casme2", tmp_path / "m", tmp_path / "d", 5, variant="aligned")
+
+
+def _smic_records(manual_dir, variant=""):
+  report = common.BuildReport("smic_hs", "3class_64")
+  recs = smic.find_clips(manual_dir, common.CLASS_SETS["smic_hs"][3],
+                         variant, report)
+  return recs, report
+
+
+def test_smic_subject_folders_any_case(tmp_path):
+  root = fabricate.fabricate_smic_hs(tmp_path)
+  (root / "HS" / "s10").rename(root / "HS" / "S10")
+  (root / "HS" / "s2" / "micro").rename(root / "HS" / "s2" / "Micro")
+  (root / "HS" / "notes").mkdir()
+  recs, report = _smic_records(tmp_path)
+  assert sorted(r.key for r in recs) == [
+      "smic_hs/s1/s1_ne_01", "smic_hs/s1/s1_po_01", "smic_hs/s10/s10_ne_02",
+      "smic_hs/s10/s10_ne_03", "smic_hs/s2/s2_sur_01"]
+  assert any("'notes'" in n and "not subject folders" in n
+             for n in report.notes)
+  (root / "HS" / "s10").mkdir()  # Now both s10 and S10.
+  with pytest.raises(DataError, match=r"S10 and .*s10 are both subject s10"):
+    _smic_records(tmp_path)
+
+
+def test_smic_subject_without_micro_is_an_error(tmp_path):
+  root = fabricate.fabricate_smic_hs(tmp_path)
+  subj = root / "HS" / "s2"
+  (subj / "micro" / "surprise").rename(subj / "surprise")
+  (subj / "micro").rmdir()
+  with pytest.raises(DataError, match=r"(?s)HS/s2: expected one folder "
+                     r"`micro`.*s2/micro/<emotion>/<clip>/.*found "
+                     r"\['surprise'\].*SMIC/HS/s1/micro/negative"):
+    _smic_records(tmp_path)
+
+
+def test_smic_aligned_needs_raw_frames_in_every_clip(tmp_path):
+  # Only s1_ne_01 holds raw image* frames beside its reg_image* crops: the
+  # aligned variant lists the 4 other clips in one error, before reading.
+  fabricate.fabricate_smic_hs(tmp_path / "m")
+  with pytest.raises(MissingFrameError, match=r"(?s)4 of 5 labelled clips.*"
+                     r"smic_hs/s1/s1_po_01.*no image named 'image<number>'"):
+    _build("smic_hs", tmp_path / "m", tmp_path / "d", 3, variant="aligned")
 
 
 def test_unknown_config():

@@ -1,9 +1,14 @@
 """Annotation, frame-choice and class-set helpers of datasets/common.py."""
 
+import logging
+
+from etils import epath
 import pytest
 
 from edmdbn_jax.datasets import common
 from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
+from edmdbn_jax.errors import MissingFrameError
 from tests import fabricate
 
 
@@ -49,3 +54,68 @@ def test_samm_header_found_below_notes(tmp_path):
   assert len(rows) == len(fabricate.SAMM_ROWS)
   assert rows[0].where.endswith(f"row {fabricate.SAMM_HEADER_ROW + 1}")
   assert rows[0].get("OnsetFrame") == 5562  # 'Onset Frame' matched loosely.
+
+
+def _record(tmp_path, clip, label="negative", prefix=""):
+  return common.ClipRecord(
+      dataset="toy", subject="01", clip=clip, emotion=label, label=label,
+      frame_dir=epath.Path(tmp_path) / clip, prefix=prefix, align=False,
+      where=f"toy.xlsx, row {len(clip)}")
+
+
+def _summary(caplog):
+  return [r for r in caplog.records if "clips" in r.getMessage()
+          and "skipped" in r.getMessage()]
+
+
+def test_report_summary_is_a_warning_when_clips_were_skipped(tmp_path,
+                                                              caplog):
+  caplog.set_level(logging.INFO, logger="absl")
+  report = common.BuildReport("toy", "3class_64")
+  report.keep(_record(tmp_path, "a"))
+  report.log()
+  assert [r.levelno for r in _summary(caplog)] == [logging.INFO]
+  caplog.clear()
+  report.skip(_record(tmp_path, "b"), "onset frame 3 not found")
+  report.log()
+  assert [r.levelno for r in _summary(caplog)] == [logging.WARNING]
+  assert "1 skipped" in _summary(caplog)[0].getMessage()
+
+
+def test_frames_by_number_rejects_two_frame_families(tmp_path):
+  clip = tmp_path / "s1_ne_01"
+  clip.mkdir()
+  for n in (9, 10, 11):
+    for prefix in ("image", "reg_image"):
+      (clip / f"{prefix}{n}.bmp").write_bytes(b"x")  # Names only: not read.
+  with pytest.raises(DataError, match=r"toy/01/s1_ne_01.*row 8.*s1_ne_01: "
+                     r"this frame folder holds 2 families.*'image', "
+                     r"'reg_image'"):
+    common.frames_by_number(clip, "", "toy/01/s1_ne_01", "row 8")
+  got = common.frames_by_number(clip, "reg_image", "toy/01/s1_ne_01", "row 8")
+  assert {n: p.name for n, p in got.items()} == {
+      9: "reg_image9.bmp", 10: "reg_image10.bmp", 11: "reg_image11.bmp"}
+
+
+def test_list_clip_frames_reports_every_bad_folder_at_once(tmp_path):
+  good = _record(tmp_path, "good", prefix="img")
+  (tmp_path / "good").mkdir()
+  for n in (1, 2, 3):
+    (tmp_path / "good" / f"img{n}.jpg").write_bytes(b"x")
+  missing = _record(tmp_path, "missing", prefix="img")
+  empty = _record(tmp_path, "empty_clip", prefix="img")
+  (tmp_path / "empty_clip").mkdir()
+  wrong = _record(tmp_path, "wrong_names", prefix="img")
+  (tmp_path / "wrong_names").mkdir()
+  (tmp_path / "wrong_names" / "frame1.jpg").write_bytes(b"x")
+  dropped = _record(tmp_path, "dropped_by_class_set", label=None)  # No folder.
+  got = common.list_clip_frames([good, dropped])
+  assert list(got) == ["toy/01/good"] and sorted(got["toy/01/good"]) == [1, 2,
+                                                                         3]
+  with pytest.raises(MissingFrameError) as e:
+    common.list_clip_frames([good, missing, dropped, empty, wrong])
+  msg = str(e.value)
+  assert "3 of 4 labelled clips" in msg
+  for rec in (missing, empty, wrong):
+    assert rec.key in msg and rec.where in msg and str(rec.frame_dir) in msg
+  assert "dropped_by_class_set" not in msg

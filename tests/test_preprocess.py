@@ -191,6 +191,31 @@ def test_missing_frames(tmp_path):
     pio.load_image(tmp_path / "img9.jpg")
 
 
+def test_list_frames_refuses_two_frame_families(tmp_path):
+  img = np.zeros((4, 4, 3), np.uint8)
+  for n in (302845, 302846, 302847):
+    _write(tmp_path / f"image{n}.bmp", img)
+    _write(tmp_path / f"reg_image{n}.bmp", img)
+  with pytest.raises(errors.DataError, match=(
+      rf"{tmp_path}: this frame folder holds 2 families.*'image<n>' \(3 "
+      r"files.*'reg_image<n>' \(3 files.*\['image', 'reg_image'\].*"
+      r"prefix=.*--prefix")):
+    pio.list_frames(tmp_path)
+  names = [p.name for p in pio.list_frames(tmp_path, prefix="reg_image")]
+  assert names == [f"reg_image{n}.bmp" for n in (302845, 302846, 302847)]
+  names = [p.name for p in pio.list_frames(tmp_path, prefix="image")]
+  assert names == [f"image{n}.bmp" for n in (302845, 302846, 302847)]
+  with pytest.raises(errors.MissingFrameError,
+                     match=r"no image named 'img<number>'.*'image<n>'"):
+    pio.list_frames(tmp_path, prefix="img")
+  # Zero padding and mixed suffixes stay one family (SAMM-style names too).
+  one = tmp_path / "one"
+  for name in ("006_05562.jpg", "006_5563.JPG", "006_05564.png"):
+    _write(one / name, img)
+  assert [p.name for p in pio.list_frames(one)] == [
+      "006_05562.jpg", "006_5563.JPG", "006_05564.png"]
+
+
 def test_load_image_channels(tmp_path):
   grey = (np.arange(12 * 10) % 256).astype(np.uint8).reshape(12, 10)
   cv2.imwrite(str(tmp_path / "g1.png"), grey)
@@ -281,3 +306,66 @@ def test_cli_video(tmp_path, head):
   assert res.returncode == 0, res.stderr
   assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
       "frame_00000.png", "frame_00001.png"]
+
+
+def _flat_clip(folder, head, n=3):
+  for i in range(1, n + 1):
+    _write(folder / f"img{i}.jpg", head)
+  return sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+
+
+def test_cli_refuses_output_overlapping_input(tmp_path, head):
+  clip = tmp_path / "tree" / "sub01" / "EP01"
+  before = _flat_clip(clip, head)
+  tree = tmp_path / "tree"
+  (tmp_path / "link").symlink_to(tree, target_is_directory=True)
+  refused = {
+      # Output is the input (also through a symbolic link).
+      (str(clip), str(clip)): "is the input",
+      (str(tree), str(tmp_path / "link")): "is the input",
+      # Output inside a frame folder of the input.
+      (str(clip), str(clip / "aligned")): "a frame folder of the input",
+      (str(tree), str(clip / "x" / "y")): "a frame folder of the input",
+      (str(tree), str(clip)): "a frame folder of the input",
+      # Input inside output.
+      (str(clip), str(tmp_path / "tree")): "lies inside --output",
+  }
+  for (src, out), why in refused.items():
+    res = _cli(f"--input={src}", f"--output={out}", "--image_size=32",
+               "--noalign")
+    assert res.returncode == 2, (src, out, res.stdout)
+    assert why in res.stderr and "Choose an --output" in res.stderr, (
+        src, out, res.stderr)
+  assert sorted((p.name, p.stat().st_mtime_ns)
+                for p in clip.iterdir()) == before
+  assert not (clip / "aligned").exists() and not (clip / "x").exists()
+  assert not list(tree.rglob("*.png")) and not list(tree.rglob("*.json"))
+  # An output folder inside the input tree but outside every clip is fine.
+  res = _cli(f"--input={tree}", f"--output={tree / 'aligned'}",
+             "--image_size=32", "--noalign")
+  assert res.returncode == 0, res.stderr
+  assert sorted(p.name for p in (tree / "aligned" / "sub01" / "EP01")
+                .iterdir()) == ["img1.png", "img2.png", "img3.png"]
+
+
+def test_cli_two_frame_families_need_a_prefix(tmp_path, head):
+  clip = tmp_path / "in" / "s1_ne_01"
+  for n in (302845, 302846):
+    _write(clip / f"image{n}.bmp", head)
+    _write(clip / f"reg_image{n}.bmp", head)
+  res = _cli(f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out'}",
+             "--image_size=32", "--noalign")
+  assert res.returncode == 1
+  reason = json.loads((tmp_path / "out" / "report.json").read_text())[
+      "clips"]["s1_ne_01"]["reason"]
+  assert "2 families" in reason and "'image', 'reg_image'" in reason
+  assert "--prefix" in reason
+  assert not (tmp_path / "out" / "s1_ne_01").exists()
+  res = _cli(f"--input={tmp_path / 'in'}", f"--output={tmp_path / 'out2'}",
+             "--image_size=32", "--noalign", "--prefix=reg_image")
+  assert res.returncode == 0, res.stderr
+  assert sorted(p.name for p in (tmp_path / "out2" / "s1_ne_01").iterdir()) \
+      == ["reg_image302845.png", "reg_image302846.png"]
+  report = json.loads((tmp_path / "out2" / "report.json").read_text())
+  assert report["prefix"] == "reg_image"
+  assert report["clips"]["s1_ne_01"]["frames"] == 2

@@ -36,7 +36,12 @@ Rules applied to annotations (each application is recorded in the report):
 * The clip folder itself missing or holding no images: `MissingFrameError`
   naming the clip, its sheet row and the folder. That means the tree is laid
   out wrongly (or a download is incomplete), which the user must fix: building
-  a silently smaller dataset would be worse.
+  a silently smaller dataset would be worse. Every labelled clip's folder is
+  listed before any frame is read (`list_clip_frames`), and one error lists
+  all the problem folders.
+* No face found in the onset frame of a clip that is face-aligned: the clip
+  is skipped (recorded with the onset frame file and what to do), so one bad
+  clip does not abort a build of hundreds.
 * Onset after offset, a non-numeric frame number, an unknown emotion, a
   duplicated clip: `AnnotationError` naming the file, sheet and row.
 """
@@ -58,6 +63,7 @@ from edmdbn_jax.datasets.features import config_name
 from edmdbn_jax.errors import AnnotationError
 from edmdbn_jax.errors import DataError
 from edmdbn_jax.errors import MissingFrameError
+from edmdbn_jax.errors import NoFaceError
 
 REPORT_FILENAME = "build_report.json"
 
@@ -430,36 +436,35 @@ def frames_by_number(directory: epath.Path, prefix: str = "",
   """Frame number -> file for the images in `directory` named `prefix*`.
 
   Uses `edmdbn_jax.preprocess.list_frames`, which sorts numerically
-  ('img9' < 'img10').
+  ('img9' < 'img10'). With `prefix` '' the folder must hold one family of
+  frames (`list_frames` raises DataError for, e.g., both `img*` and
+  `reg_img*`); with a prefix only the `<prefix><number>` images count.
 
   Raises:
     MissingFrameError: the folder is missing or holds no matching images,
       naming the clip, `where` (its sheet row) and the folder.
-    DataError: two files share a frame number.
+    DataError: two files share a frame number, or (no prefix) the folder
+      holds two families of frames.
   """
   from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
   try:
-    paths = pio.list_frames(directory)
+    paths = pio.list_frames(directory, prefix=prefix or None)
   except MissingFrameError as e:
     raise MissingFrameError(
         f"Clip {clip} ({where}): no frames in {directory}. Check the layout "
         f"described in the builder's MANUAL_DOWNLOAD_INSTRUCTIONS. ({e})"
     ) from e
+  except DataError as e:
+    raise DataError(f"Clip {clip} ({where}): {e}") from e
   out = {}
   for p in paths:
     p = epath.Path(p)
-    if prefix and not re.fullmatch(re.escape(prefix) + r"\d+", p.stem):
-      continue
     n = pio.frame_number(p)
     if n in out:
       raise DataError(
           f"Clip {clip}: {out[n].name} and {p.name} in {directory} both hold "
           f"frame {n}. Remove one of them.")
     out[n] = p
-  if not out:
-    raise MissingFrameError(
-        f"Clip {clip} ({where}): no frames named '{prefix}<number>' in "
-        f"{directory}.")
   return out
 
 
@@ -524,7 +529,8 @@ class BuildReport:
   """What a build kept, excluded, skipped and repaired, and why.
 
   `excluded`: clips whose emotion the class set drops (not errors).
-  `skipped`: clips that could not be built (missing keyframe files).
+  `skipped`: clips that could not be built (missing keyframe files, no face
+    in the onset frame).
   `repaired`: clips built after a documented rule changed an annotation.
   """
   dataset: str
@@ -578,8 +584,15 @@ class BuildReport:
     }
 
   def log(self):
+    """Logs the summary, then each skip, repair and note as a warning.
+
+    The summary is a warning when any clip was skipped, so that it shows
+    with the default log level outside absl's app.run.
+    """
     d = self.to_dict()
-    logging.info(
+    level = logging.WARNING if self.skipped else logging.INFO
+    logging.log(
+        level,
         "%s [%s]: %d clips %s from %d subjects; frames from %s; excluded by "
         "class set %s; %d skipped; %d repaired.", self.dataset, self.config,
         d["num_clips"], d["class_counts"], d["num_subjects"],
@@ -790,36 +803,117 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     report = BuildReport(self.name, self.builder_config.name)
     records = self.find_clips(manual, report)
     check_unique(records)
-    return {"train": self._generate_examples(records, report)}
+    listings = list_clip_frames(records)
+    return {"train": self._generate_examples(records, report, listings)}
 
   def _generate_examples(self, records: Sequence[ClipRecord],
-                         report: BuildReport
+                         report: BuildReport,
+                         listings: Optional[
+                             Mapping[str, Mapping[int, epath.Path]]] = None
                          ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields (key, example) per kept clip; writes the build report.
+
+    Args:
+      records: the clips, from `find_clips`.
+      report: receives kept, excluded, skipped and repaired clips.
+      listings: clip key -> `frames_by_number` of every labelled clip, from
+        `list_clip_frames` (computed here when None).
+    """
     from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     cfg = self.builder_config
+    if listings is None:
+      listings = list_clip_frames(records)
     preprocessors = {}
     for rec in tqdm(records, desc=f"{self.name} {cfg.name}", unit="clip"):
       if rec.label is None:
         report.exclude(rec)
         continue
-      available = frames_by_number(rec.frame_dir, rec.prefix, rec.key,
-                                   rec.where)
+      available = listings[rec.key]
       resolved = resolve_keyframes(rec, available, report)
       if resolved is None:
         continue
       if rec.align not in preprocessors:
         preprocessors[rec.align] = FacePreprocessor(
             image_size=cfg.image_size, align=rec.align)
-      example = make_example(rec, available, *resolved,
-                             preprocessor=preprocessors[rec.align],
-                             max_frames=cfg.max_frames)
+      try:
+        example = make_example(rec, available, *resolved,
+                               preprocessor=preprocessors[rec.align],
+                               max_frames=cfg.max_frames)
+      except NoFaceError as e:
+        onset_file = available[resolved[0][0]]
+        report.skip(rec, no_face_reason(onset_file, e))
+        continue
       report.keep(rec)
       yield rec.key, example
     report.log()
+    if not report.kept:
+      # tfds would fail with "No examples were yielded" and delete the
+      # temporary folder holding the report: say why here instead.
+      listed = "\n".join(f"  {s['clip']} ({s['where']}): {s['reason']}"
+                         for s in report.skipped)
+      raise DataError(
+          f"{self.name} [{cfg.name}]: no clip could be built; "
+          f"{len(report.skipped)} skipped, {len(report.excluded)} excluded "
+          f"by the class set:\n{listed}\nFix the frames named above, or "
+          "choose another config (variant).")
     # During download_and_prepare, data_path is the temporary folder that
     # tfds renames into place, so the report lands beside the record files.
     report.write(self.data_path)
+
+
+def no_face_reason(onset_file: epath.Path, error: Exception) -> str:
+  """The report's reason for a clip skipped because no face was found."""
+  return (
+      f"no face found in the onset frame {onset_file}, so the clip cannot be "
+      "face-aligned. The frames must show one roughly frontal face; check "
+      "that file, or build the dataset's official-crops variant (the default "
+      "config where the dataset ships crops, e.g. CASME II `Cropped`, SMIC "
+      f"`reg_image*`) if it has one. ({error})")
+
+
+def list_clip_frames(records: Sequence[ClipRecord]
+                     ) -> dict[str, dict[int, epath.Path]]:
+  """Lists the frame folder of every labelled clip before any frame is read.
+
+  Only file names are read (`frames_by_number`), so a tree with missing or
+  empty clip folders fails in seconds, with every problem folder listed,
+  rather than one per run after hours of face alignment.
+
+  Args:
+    records: the clips; those the class set excludes (label None) are not
+      listed.
+
+  Returns:
+    Clip key -> frame number -> file, for every labelled clip.
+
+  Raises:
+    MissingFrameError: some clip folders are missing or hold no frames; the
+      message lists each with its clip, annotation row and folder.
+    DataError: likewise, when some problems are of another kind (two files
+      with one frame number, two families of frames in one folder).
+  """
+  listings, problems = {}, []
+  for rec in records:
+    if rec.label is None:
+      continue
+    try:
+      listings[rec.key] = frames_by_number(rec.frame_dir, rec.prefix,
+                                           rec.key, rec.where)
+    except DataError as e:
+      problems.append(e)
+  if problems:
+    kind = (MissingFrameError
+            if all(isinstance(e, MissingFrameError) for e in problems)
+            else DataError)
+    listed = "\n".join(f"  {i}. {e}" for i, e in enumerate(problems, 1))
+    raise kind(
+        f"{len(problems)} of {len(listings) + len(problems)} labelled clips "
+        "have no usable frame folder (checked before reading any frame):\n"
+        f"{listed}\nFix the tree as the builder's "
+        "MANUAL_DOWNLOAD_INSTRUCTIONS describe (or complete the download), "
+        "then build again.")
+  return listings
 
 
 def choose_source(variant: str, crops: Optional[FrameSource],

@@ -7,7 +7,7 @@ fix a broken dataset tree without reading this code.
 import os
 import pathlib
 import re
-from typing import Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -53,20 +53,48 @@ def frame_number(path: PathLike) -> int:
   return int(runs[-1])
 
 
-def list_frames(directory: PathLike) -> list[pathlib.Path]:
+def frame_family(path: PathLike) -> str:
+  """The file-name pattern of a frame: 'reg_image302845.bmp' -> 'reg_image<n>'.
+
+  The last run of digits (the frame number, see `frame_number`) becomes
+  '<n>'; the rest of the stem is kept. Frames of one sequence share a family;
+  a folder holding two families (SMIC's `image*` and `reg_image*`) holds two
+  sequences.
+
+  Raises:
+    DataError: the stem holds no digits.
+  """
+  stem = _path(path).stem
+  runs = list(_DIGITS.finditer(stem))
+  if not runs:
+    frame_number(path)  # Raises the DataError naming the file.
+  last = runs[-1]
+  return f"{stem[:last.start()]}<n>{stem[last.end():]}"
+
+
+def list_frames(directory: PathLike,
+                prefix: Optional[str] = None) -> list[pathlib.Path]:
   """The image files of a clip folder, sorted numerically by frame number.
 
   img2 < img10 < img100 (a plain string sort would give img10 < img100 < img2).
 
   Args:
     directory: a folder of frames.
+    prefix: None: every image, which must all be named alike (one family,
+      see `frame_family`; 'img1.jpg' and 'img02.png' are one family,
+      'image1.bmp' and 'reg_image1.bmp' are two). A string: only the images
+      named `<prefix><digits>` (e.g. 'reg_image' or 'image'); the others are
+      not frames of this clip.
 
   Returns:
     Paths of the images (suffixes in IMAGE_SUFFIXES, any case).
 
   Raises:
-    MissingFrameError: the folder is missing or holds no images.
-    DataError: an image file name has no frame number.
+    MissingFrameError: the folder is missing or holds no images (no images
+      named `<prefix><digits>` when `prefix` is given).
+    DataError: an image file name has no frame number, or (prefix None) the
+      folder holds more than one family of frames, naming the folder and the
+      families found.
   """
   d = _path(directory)
   if not d.is_dir():
@@ -78,6 +106,32 @@ def list_frames(directory: PathLike) -> list[pathlib.Path]:
     raise errors.MissingFrameError(
         f"{directory}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this "
         "frame folder; check that the archive was fully extracted.")
+  if prefix is not None:
+    pattern = re.compile(re.escape(prefix) + r"\d+")
+    chosen = [p for p in paths if pattern.fullmatch(p.stem)]
+    if not chosen:
+      found = sorted({frame_family(p) for p in paths
+                      if _DIGITS.search(p.stem)})
+      raise errors.MissingFrameError(
+          f"{directory}: no image named '{prefix}<number>' in this frame "
+          f"folder (it holds {found or 'images without frame numbers'}); "
+          "check the prefix and that the archive was fully extracted.")
+    paths = chosen
+  else:
+    families = {}
+    for p in paths:
+      families.setdefault(frame_family(p), []).append(p)
+    if len(families) > 1:
+      listed = ", ".join(f"{f!r} ({len(v)} files, e.g. {sorted(v)[0].name})"
+                         for f, v in sorted(families.items()))
+      prefixes = sorted({f.split("<n>")[0] for f in families})
+      raise errors.DataError(
+          f"{directory}: this frame folder holds {len(families)} families of "
+          f"frames: {listed}. Taken together they would interleave into one "
+          "wrong clip. Choose one by its file-name prefix (one of "
+          f"{prefixes}): list_frames(..., prefix=...), or --prefix for "
+          "experiments.preprocess; or move the other frames out of the "
+          "folder.")
   return sorted(paths, key=lambda p: (frame_number(p), p.name))
 
 

@@ -41,30 +41,77 @@ def _has_frames(directory: epath.Path, prefix: str) -> bool:
   return any(pattern.fullmatch(p.stem) for p in directory.iterdir())
 
 
+def _subject_folders(root: epath.Path,
+                     report: common.BuildReport) -> list[epath.Path]:
+  """The subject folders `s<number>` of `root` (any case), sorted by number.
+
+  Other folders under `root` are not SMIC-HS subjects: each is recorded as a
+  report note (logged as a warning), never dropped silently.
+
+  Raises:
+    DataError: two folders name one subject ('s3' and 'S3').
+  """
+  subjects, others = {}, []
+  for p in sorted(root.iterdir()):
+    if not p.is_dir():
+      continue
+    if not re.fullmatch(r"s\d+", p.name, flags=re.IGNORECASE):
+      others.append(p.name)
+      continue
+    number = int(p.name[1:])
+    if number in subjects:
+      raise DataError(
+          f"{subjects[number]} and {p} are both subject s{number}; merge "
+          "them into one folder.")
+    subjects[number] = p
+  if others:
+    report.notes.append(
+        f"{DATASET}: ignored folders {others} under {root}: not subject "
+        "folders (expected s1, s2, ...).")
+  return [subjects[n] for n in sorted(subjects)]
+
+
+def _micro_folder(subj: epath.Path) -> epath.Path:
+  """`<subject>/micro` (any case).
+
+  Raises:
+    DataError: the subject folder has no `micro` folder, naming it and the
+      expected layout.
+  """
+  micro = [p for p in subj.iterdir()
+           if p.is_dir() and p.name.lower() == "micro"]
+  if len(micro) != 1:
+    found = sorted(p.name for p in subj.iterdir())
+    raise DataError(
+        f"{subj}: expected one folder `micro` in this SMIC-HS subject folder "
+        f"(`{subj.name}/micro/<emotion>/<clip>/`), found {found or 'nothing'}. "
+        "Move the emotion folders under `micro/`, or remove the subject "
+        f"folder if it holds no micro-expression clips.\n"
+        f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  return micro[0]
+
+
 def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
                variant: str, report: common.BuildReport
                ) -> list[common.ClipRecord]:
   """Walks `SMIC/HS/s*/micro/<emotion>/<clip>/` into clip records.
 
-  Frames are not read here; a clip folder without the needed frames raises
-  MissingFrameError during generation.
+  Subject (`s1`, `S1`) and `micro` folders match in any case; subject ids are
+  written lower-case ('s1'). Frames are not read here; clip folders without
+  the needed frames are reported (all at once) before generation.
 
   Raises:
-    DataError: no HS folder or no clips. AnnotationError: an unknown emotion
-      folder.
+    DataError: no HS folder, no clips, or a subject folder without `micro/`.
+      AnnotationError: an unknown emotion folder.
   """
   root = epath.Path(manual_dir) / "SMIC" / "HS"
   if not root.exists():
     raise DataError(f"{root} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
   records = []
   sources = collections.Counter()
-  subjects = sorted((p for p in root.iterdir()
-                     if p.is_dir() and re.fullmatch(r"s\d+", p.name)),
-                    key=lambda p: int(p.name[1:]))
-  for subj in subjects:
-    micro = subj / "micro"
-    if not micro.exists():
-      continue
+  for subj in _subject_folders(root, report):
+    subject = subj.name.lower()
+    micro = _micro_folder(subj)
     for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
       if emo_dir.name.lower() not in EMOTIONS:
         raise AnnotationError(
@@ -83,7 +130,7 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
         sources[f"{prefix}* ({kind})"] += 1
         emotion = emo_dir.name.lower()
         records.append(common.ClipRecord(
-            dataset=DATASET, subject=subj.name, clip=clip_dir.name,
+            dataset=DATASET, subject=subject, clip=clip_dir.name,
             emotion=emotion, label=class_set.label(emotion, str(emo_dir)),
             frame_dir=clip_dir, prefix=prefix, align=align,
             where=str(clip_dir)))
