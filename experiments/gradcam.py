@@ -64,6 +64,22 @@ def _find_subject(subjects, fold_name):
   return match[0]
 
 
+def training_clips(clips, model_dir):
+  """Indices of `clips` the model in `model_dir` was trained on.
+
+  From the model's provenance: a fold model ('fold': its held-out subject)
+  was trained on every other subject's clips, a final model ('all
+  subjects') on all of them. Empty when the provenance names no subject of
+  this dataset (e.g. imported weights): nothing is known to be seen.
+  """
+  fold = checkpoints.load_meta(model_dir).get("provenance", {}).get("fold")
+  if fold == "all subjects":
+    return set(range(len(clips.labels)))
+  if fold in set(clips.subject_list()):
+    return set(np.flatnonzero(clips.subjects != fold).tolist())
+  return set()
+
+
 def run(workdir, fold_name=None, clip_names=None, model_dir=None,
         target="fused", output=None, progress=True):
   """Writes panels and maps; returns the list of PNG paths.
@@ -135,7 +151,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     indices = list(fold.test_idx)
   else:
     raise errors.ConfigError("Pass --clips or --fold.")
-  held_out = set() if fold is None else set(fold.test_idx.tolist())
+  trained = training_clips(clips, model_dir)
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
@@ -164,7 +180,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     name = str(clips.clips[i]).replace("/", "_")
     label = class_names[int(clips.labels[i])]
     pred = class_names[int(probs.argmax())]
-    seen = "" if fold is None or i in held_out else " [training clip]"
+    seen = " [training clip]" if i in trained else ""
     png = os.path.join(out_dir, f"{name}.png")
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,

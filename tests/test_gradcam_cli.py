@@ -97,6 +97,15 @@ def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
     _check_outputs(out, [name])
 
 
+def test_training_clips_come_from_the_model_provenance(run_dir):
+  workdir, clips = run_dir
+  model = str(workdir / "folds" / "synthetic_s01" / "model")
+  trained = gradcam.training_clips(clips, model)
+  s01 = set(np.flatnonzero(clips.subjects == "synthetic/s01").tolist())
+  assert trained and not trained & s01
+  assert trained | s01 == set(range(len(clips.labels)))
+
+
 @pytest.mark.parametrize("kwargs,error,pattern", [
     (dict(fold_name="s07"), errors.ConfigError,
      r"--fold='s07' is not a subject of this run; subjects: \['synthetic/s01'"),
