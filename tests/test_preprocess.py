@@ -137,6 +137,17 @@ def test_process_clip_shapes(head):
       plain[0], cv2.resize(head, (32, 32), interpolation=cv2.INTER_AREA))
 
 
+def test_small_crops_show_the_224_px_face_region(head):
+  """64 px: aligned and cropped at 224 px (where the authors' 10 px margin
+  is stated), then shrunk with area interpolation."""
+  aligned, _, lms = face.align_frames([head], "c", image_size=224)
+  x0, y0, x1, y1 = face.crop_box(lms, 224)
+  crop = np.ascontiguousarray(aligned[0, y0:y1, x0:x1])
+  expected = cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA)
+  out = FacePreprocessor(image_size=64).process_clip([head, head], clip="c")
+  np.testing.assert_array_equal(out[0], expected)
+
+
 def test_process_clip_rejects_bad_frames(head):
   with pytest.raises(errors.DataError, match="c: frame 1"):
     FacePreprocessor(align=False).process_clip(

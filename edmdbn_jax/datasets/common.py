@@ -762,8 +762,13 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
   implement `find_clips`.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Aligned 64 and 112 px crops are aligned and cropped at 224 "
+               "px, then shrunk: the same face region as the 224 px crop "
+               "(the 10 px top margin was applied at the small size).",
+  }
   DATASET = ""
   HOMEPAGE = ""
 

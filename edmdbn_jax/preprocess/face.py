@@ -37,6 +37,11 @@ TEMPLATE_SCALE = 0.8
 TEMPLATE_OFFSET = (0.1, 0.18)
 # The authors' crop: pixels kept above the highest landmark.
 CROP_MARGIN_TOP = 10
+# The size the authors' alignment and crop conventions are stated at (the
+# paper's 224 px): smaller outputs are aligned and cropped at this size and
+# then shrunk (area interpolation), so a 64 px crop shows the same face
+# region as a 224 px one, without aliasing from a direct small warp.
+REFERENCE_SIZE = 224
 
 FACE_RULES = ("largest", "first", "error")
 
@@ -301,7 +306,10 @@ class FacePreprocessor:
     if not self.align:
       frames = _check_frames(frames, clip)
       return np.stack([_resize(f, s) for f in frames])
-    aligned, _, moved = self.align_frames(frames, clip)
-    x0, y0, x1, y1 = crop_box(moved, s, clip)
+    ref = max(s, REFERENCE_SIZE)
+    aligned, _, moved = align_frames(frames, clip, image_size=ref,
+                                     upsample=self.upsample,
+                                     face_rule=self.face_rule)
+    x0, y0, x1, y1 = crop_box(moved, ref, clip)
     return np.stack([_resize(np.ascontiguousarray(f[y0:y1, x0:x1]), s)
                      for f in aligned])
