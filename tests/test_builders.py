@@ -220,6 +220,102 @@ def test_megc2019_composite(trees, tmp_path):
   assert {_text(e["dataset"]) for e in ex} == {"casme2", "samm", "smic_hs"}
 
 
+# An official-style ground-truth file for the fabricated composite: a header,
+# SAMM and CASME II subjects unpadded, dataset names spelled as people do.
+_MEGC_GT = """dataset,subject,filename,label
+CASME II,1,EP02_01f,1
+casme2,sub02,EP09_05,0
+casme2,2,EP02_01f,2
+casme2,4,EP12_01f,0
+
+SAMM,6,006_1_2,1
+SAMM,28,028_4_1,0
+SMIC,s1,s1_ne_01,0
+smic,10,s10_ne_02,0
+"""
+
+
+def test_megc2019_composite_official_ground_truth(tmp_path):
+  manual = tmp_path / "m"
+  fabricate.fabricate_megc2019(manual)
+  _build("megc2019_composite", manual, tmp_path / "old", 3)
+  (manual / "MEGC2019_ground_truth.csv").write_text(_MEGC_GT)
+  # A build made before the file was there is refused, not silently reused.
+  with pytest.raises(DataError, match=r"(?s)MEGC2019_ground_truth.csv exists"
+                     r".*built without an official ground-truth file.*"
+                     r"Delete .*old.*megc2019_composite.*3class_64"):
+    _build("megc2019_composite", manual, tmp_path / "old", 3)
+  _, ex, report = _build("megc2019_composite", manual, tmp_path / "d", 3)
+  assert report["ground_truth"] == str(manual / "MEGC2019_ground_truth.csv")
+  # Exactly the listed clips, with the listed labels (counted from _MEGC_GT).
+  assert _counts(ex) == {"negative": 5, "positive": 2, "surprise": 1}
+  assert report["class_counts_by_dataset"] == {
+      "casme2": {"negative": 2, "positive": 1, "surprise": 1},
+      "samm": {"negative": 1, "positive": 1},
+      "smic_hs": {"negative": 2},
+  }
+  clips = _by_clip(ex)
+  assert _text(clips[("casme2/sub02", "EP02_01f")]["label_name"]) == "surprise"
+  assert _text(clips[("casme2/sub04", "EP12_01f")]["label_name"]) == "negative"
+  assert ("samm/006", "006_1_2") in clips
+  # Where the list and the emotion mapping disagree, the report says so.
+  gt_repairs = {r["clip"]: r["detail"] for r in report["repaired"]
+                if r["rule"] == "MEGC2019 ground truth"}
+  assert set(gt_repairs) == {"casme2/sub02/EP02_01f", "casme2/sub04/EP12_01f"}
+  assert "line 4" in gt_repairs["casme2/sub02/EP02_01f"]
+  assert "mapping gives negative for 'disgust'" in gt_repairs[
+      "casme2/sub02/EP02_01f"]
+  assert "mapping gives excluded for 'sadness'" in gt_repairs[
+      "casme2/sub04/EP12_01f"]
+  # Clips the mapping would keep but the list does not have: 2 CASME II
+  # (EP04_02, EP07_01), 5 SAMM, 3 SMIC; those the mapping drops keep that
+  # reason.
+  assert report["excluded_other"] == {
+      "not in the official MEGC2019 ground-truth list": 10}
+  assert report["excluded_by_class_set"] == {"fear": 1, "others": 4,
+                                             "sadness": 1}
+  assert any("official ground truth" in n for n in report["notes"])
+
+
+def test_megc2019_without_ground_truth_says_so(trees, tmp_path):
+  _, _, report = _build("megc2019_composite", trees["megc"], tmp_path, 3)
+  assert any("No official ground-truth file" in n and
+             "MEGC2019_ground_truth.csv" in n for n in report["notes"])
+  assert report["ground_truth"] is None
+  assert report["excluded_other"] == {}
+
+
+@pytest.mark.parametrize("text,match", [
+    ("casme2,1,EP02_01f,3\n", r"line 1: label '3' is not 0"),
+    ("casme2,1,EP02_01f\n", r"line 1: expected 4 fields"),
+    ("CASME,1,EP02_01f,1\nSMIC HS,1,s1_ne_01,0\nMMEW,1,x,0\n",
+     r"line 3: dataset 'MMEW' is not one of"),
+    ("samm,6,006_1_2,1\nSAMM,006,006_1_2,1\n",
+     r"line 2: samm/006/006_1_2 is listed again \(first at .*line 1\)"),
+    ("samm,six,006_1_2,1\n", r"line 1: subject 'six' is not a samm"),
+    ("dataset,subject,filename,label\n", "lists no clips"),
+])
+def test_megc2019_ground_truth_bad_rows(tmp_path, text, match):
+  from edmdbn_jax.datasets.megc2019_composite import (  # pylint: disable=g-import-not-at-top
+      megc2019_composite_dataset_builder as megc)
+  path = tmp_path / "gt.csv"
+  path.write_text(text)
+  with pytest.raises(AnnotationError, match=match):
+    megc.read_ground_truth(path)
+
+
+def test_megc2019_ground_truth_clip_not_in_sources(tmp_path):
+  manual = tmp_path / "m"
+  fabricate.fabricate_megc2019(manual)
+  (manual / "MEGC2019_ground_truth.csv").write_text(
+      "casme2,1,EP02_01f,1\nsamm,6,006_9_9,0\ncasme2,26,EP01_01,0\n")
+  with pytest.raises(AnnotationError,
+                     match=r"(?s)2 clip\(s\) of .*MEGC2019_ground_truth.csv"
+                           r".*line 2: samm/006/006_9_9.*line 3: "
+                           r"casme2/sub26/EP01_01"):
+    _build("megc2019_composite", manual, tmp_path / "d", 3)
+
+
 # ---------------------------------------------------------------------------
 # Clear errors.
 # ---------------------------------------------------------------------------

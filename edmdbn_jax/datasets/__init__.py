@@ -79,4 +79,6 @@ def load(name: str, *, num_classes: int, image_size: int,
   if build:
     dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder.download_and_prepare(download_config=dl_config)
+  if manual_dir and hasattr(builder, "check_build"):
+    builder.check_build(manual_dir)
   return builder, builder.as_data_source(split="train")

@@ -393,6 +393,10 @@ class ClipRecord:
   apex: Optional[int] = None
   offset: Optional[int] = None
   action_units: str = ""
+  # Why a clip with label None is left out; '' means the class set drops
+  # its emotion (the common case). The MEGC2019 composite sets it for clips
+  # that its official ground-truth list leaves out.
+  exclude_reason: str = ""
 
   @property
   def global_subject(self) -> str:
@@ -524,11 +528,15 @@ def choose_stored_frames(numbers: Sequence[int], apex: int,
 # --------------------------------------------------------------------------
 
 
+CLASS_SET_REASON = "emotion not in this class set"
+
+
 @dataclasses.dataclass
 class BuildReport:
   """What a build kept, excluded, skipped and repaired, and why.
 
-  `excluded`: clips whose emotion the class set drops (not errors).
+  `excluded`: clips whose emotion the class set drops, or that a ground-truth
+    list leaves out (`ClipRecord.exclude_reason`); not errors.
   `skipped`: clips that could not be built (missing keyframe files, no face
     in the onset frame).
   `repaired`: clips built after a documented rule changed an annotation.
@@ -541,6 +549,9 @@ class BuildReport:
   excluded: list[dict[str, str]] = dataclasses.field(default_factory=list)
   skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
   repaired: list[dict[str, str]] = dataclasses.field(default_factory=list)
+  # Builder-specific facts about the build's inputs, written as top-level
+  # keys of the report (e.g. the MEGC2019 ground-truth file used).
+  extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def keep(self, rec: ClipRecord):
     self.kept.append({"clip": rec.key, "subject": rec.global_subject,
@@ -549,7 +560,7 @@ class BuildReport:
   def exclude(self, rec: ClipRecord):
     self.excluded.append({"clip": rec.key, "where": rec.where,
                           "emotion": rec.emotion,
-                          "reason": "emotion not in this class set"})
+                          "reason": rec.exclude_reason or CLASS_SET_REASON})
 
   def skip(self, rec: ClipRecord, reason: str):
     self.skipped.append({"clip": rec.key, "where": rec.where,
@@ -576,7 +587,14 @@ class BuildReport:
         "subjects": subjects,
         "frame_sources": self.frame_sources,
         "excluded_by_class_set": dict(sorted(collections.Counter(
-            canonical_emotion(e["emotion"]) for e in self.excluded).items())),
+            canonical_emotion(e["emotion"]) for e in self.excluded
+            if e["reason"] == CLASS_SET_REASON).items())),
+        # Clips left out for another reason (e.g. not in the MEGC2019
+        # ground-truth list), counted per reason.
+        "excluded_other": dict(sorted(collections.Counter(
+            e["reason"] for e in self.excluded
+            if e["reason"] != CLASS_SET_REASON).items())),
+        **self.extra,
         "notes": self.notes,
         "skipped": self.skipped,
         "repaired": self.repaired,
@@ -594,10 +612,12 @@ class BuildReport:
     logging.log(
         level,
         "%s [%s]: %d clips %s from %d subjects; frames from %s; excluded by "
-        "class set %s; %d skipped; %d repaired.", self.dataset, self.config,
+        "class set %s%s; %d skipped; %d repaired.", self.dataset, self.config,
         d["num_clips"], d["class_counts"], d["num_subjects"],
-        d["frame_sources"], d["excluded_by_class_set"], len(self.skipped),
-        len(self.repaired))
+        d["frame_sources"], d["excluded_by_class_set"],
+        "".join(f"; excluded, {r}: {n}"
+                for r, n in d["excluded_other"].items()),
+        len(self.skipped), len(self.repaired))
     for s in self.skipped:
       logging.warning("Skipped %s (%s): %s", s["clip"], s["where"],
                       s["reason"])
@@ -786,6 +806,12 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     return type(self).FIND_CLIPS(
         manual_dir, CLASS_SETS[self.DATASET][cfg.num_classes], cfg.variant,
         report)
+
+  def check_build(self, manual_dir: Optional[epath.PathLike]):
+    """Called by `datasets.load` on a prepared dataset: raises DataError when
+    the build no longer matches what `manual_dir` holds. Nothing to check by
+    default."""
+    del manual_dir
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config

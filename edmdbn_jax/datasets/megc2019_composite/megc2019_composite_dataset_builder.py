@@ -6,11 +6,24 @@ the source datasets ('casme2/sub01', 'samm/006', 'smic_hs/s1'), so LOSO runs
 over 68 subjects. Published counts (negative/positive/surprise/total): SMIC
 70/51/43/164, CASME II 88/32/25/145 (2014 sheet), SAMM 92/26/15/133, all
 250/109/83/442; the build report lists the counts this build produced.
+
+With the official MEGC2019 ground-truth file in the manual directory
+(`GROUND_TRUTH_FILE`: rows `dataset, subject, filename, label`, labels 0
+negative, 1 positive, 2 surprise), that file decides which clips are in the
+set and their labels; the mapping above is only cross-checked against it
+(disagreements are listed as repairs in the build report). Without it, the
+set is derived from the three annotations by the mapping.
 """
+
+import dataclasses
+import re
+from typing import NamedTuple
 
 from etils import epath
 
 from edmdbn_jax.datasets import common
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
 from edmdbn_jax.datasets.casme2 import casme2_dataset_builder as casme2
 from edmdbn_jax.datasets.samm import samm_dataset_builder as samm
 from edmdbn_jax.datasets.smic_hs import smic_hs_dataset_builder as smic_hs
@@ -24,6 +37,17 @@ PUBLISHED_COUNTS = {
     "samm": {"negative": 92, "positive": 26, "surprise": 15},
 }
 
+# The official clip list, copied by the user into the manual directory under
+# this name (the challenge distributed it with the data, as a CSV of
+# `dataset, subject, filename, label` rows).
+GROUND_TRUTH_FILE = "MEGC2019_ground_truth.csv"
+GROUND_TRUTH_REASON = "not in the official MEGC2019 ground-truth list"
+_GT_DATASETS = {"casme2": "casme2", "casmeii": "casme2", "casme": "casme2",
+                "samm": "samm", "smic": "smic_hs", "smichs": "smic_hs"}
+_GT_LABELS = {"0": "negative", "1": "positive", "2": "surprise",
+              "negative": "negative", "positive": "positive",
+              "surprise": "surprise"}
+
 MANUAL_DOWNLOAD_INSTRUCTIONS = (
     "The MEGC2019 composite is built from three licence-gated datasets in one "
     "manual directory; lay out each as its own builder describes:\n\n"
@@ -31,7 +55,131 @@ MANUAL_DOWNLOAD_INSTRUCTIONS = (
     + samm.MANUAL_DOWNLOAD_INSTRUCTIONS + "\n"
     + smic_hs.MANUAL_DOWNLOAD_INSTRUCTIONS
     + "\nCASME II labels come from CASME2-coding-20140508.xlsx when present "
-    "(the sheet MEGC2019 used), else from the 2019 sheet.\n")
+    "(the sheet MEGC2019 used), else from the 2019 sheet.\n"
+    f"Optional: the official MEGC2019 ground-truth file as "
+    f"<manual_dir>/{GROUND_TRUTH_FILE} (rows 'dataset, subject, filename, "
+    "label', label 0 negative, 1 positive, 2 surprise; a header row is "
+    "allowed). When present it decides the clip list and the labels; "
+    "without it they come from the emotion mapping.\n")
+
+
+class GroundTruthRow(NamedTuple):
+  label: str   # class name
+  where: str   # file and line, for messages
+  clip: str    # the filename field as written
+
+
+def _gt_subject(dataset: str, cell: str, where: str) -> str:
+  """The ground truth's subject cell as the source builder writes it."""
+  text = cell.strip()
+  digits = re.sub(r"^(sub|s)", "", text, flags=re.IGNORECASE)
+  if not digits.isdigit():
+    raise AnnotationError(
+        f"{where}: subject {cell!r} is not a {dataset} subject id (a number, "
+        "optionally with its 'sub' or 's' prefix).")
+  n = int(digits)
+  return {"casme2": f"sub{n:02d}", "samm": f"{n:03d}",
+          "smic_hs": f"s{n}"}[dataset]
+
+
+def read_ground_truth(path: epath.PathLike
+                      ) -> dict[tuple[str, str, str], GroundTruthRow]:
+  """(dataset, subject, lower-cased clip) -> label from the official file.
+
+  Rows are `dataset, subject, filename, label`, comma- or tab-separated;
+  blank lines and a first header row are skipped. Dataset names are matched
+  loosely ('CASME II', 'casme2', 'SMIC', 'smic_hs', 'SAMM'); subject ids in
+  any padding ('6' and '006' are SAMM subject 006, '1' is CASME II sub01 and
+  SMIC s1).
+
+  Raises:
+    AnnotationError: naming the file and line of a row that cannot be read,
+      or of a clip listed twice.
+  """
+  path = epath.Path(path)
+  out: dict[tuple[str, str, str], GroundTruthRow] = {}
+  lines = path.read_text(encoding="utf-8-sig").splitlines()
+  for n, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    where = f"{path}, line {n}"
+    cells = [c.strip() for c in re.split(r"[,\t]", line)]
+    cells = [c for c in cells if c] if len(cells) > 4 else cells
+    if len(cells) != 4:
+      raise AnnotationError(
+          f"{where}: expected 4 fields 'dataset, subject, filename, label', "
+          f"found {len(cells)} in {line!r}.")
+    dataset_cell, subject_cell, clip, label_cell = cells
+    label = _GT_LABELS.get(label_cell.lower().removesuffix(".0"))
+    dataset = _GT_DATASETS.get(re.sub(r"[^a-z0-9]", "",
+                                      dataset_cell.lower()))
+    if not out and label is None and dataset is None:
+      continue  # the header row
+    if dataset is None:
+      raise AnnotationError(
+          f"{where}: dataset {dataset_cell!r} is not one of CASME II, SAMM, "
+          "SMIC (the MEGC2019 composite's sources).")
+    if label is None:
+      raise AnnotationError(
+          f"{where}: label {label_cell!r} is not 0 (negative), 1 (positive) "
+          "or 2 (surprise).")
+    if not clip:
+      raise AnnotationError(f"{where}: the filename field is empty.")
+    key = (dataset, _gt_subject(dataset, subject_cell, where), clip.lower())
+    if key in out:
+      raise AnnotationError(
+          f"{where}: {'/'.join(key[:2])}/{clip} is listed again (first at "
+          f"{out[key].where}).")
+    out[key] = GroundTruthRow(label, where, clip)
+  if not out:
+    raise AnnotationError(f"{path} lists no clips.")
+  return out
+
+
+def apply_ground_truth(records: list[common.ClipRecord],
+                       truth: dict[tuple[str, str, str], GroundTruthRow],
+                       source: str, report: common.BuildReport
+                       ) -> list[common.ClipRecord]:
+  """The records relabelled by the official list; the rest left out.
+
+  Every listed clip must exist in the source annotations. A label that
+  differs from the emotion mapping's is a repair in the report; a clip the
+  mapping would keep but the list leaves out is excluded with
+  `GROUND_TRUTH_REASON` (one the mapping drops keeps the class-set reason).
+
+  Raises:
+    AnnotationError: listing the rows whose clips the sources do not have.
+  """
+  def key(r):
+    return (r.dataset, r.subject, r.clip.lower())
+
+  have = {key(r) for r in records}
+  missing = [f"{row.where}: {k[0]}/{k[1]}/{row.clip}"
+             for k, row in truth.items() if k not in have]
+  if missing:
+    raise AnnotationError(
+        f"{len(missing)} clip(s) of {source} are not in the source "
+        "annotations found in the manual directory:\n  "
+        + "\n  ".join(missing[:20]) + ("\n  ..." if len(missing) > 20 else "")
+        + "\nCheck that each dataset is laid out as its builder describes "
+        "(and that CASME II's sheet lists these clips), or that the file is "
+        "the MEGC2019 3-class list.")
+  out = []
+  for r in records:
+    row = truth.get(key(r))
+    if row is None:
+      # A clip the mapping drops keeps that reason; one it would keep is
+      # left out because the list does not have it.
+      out.append(r if r.label is None else dataclasses.replace(
+          r, label=None, exclude_reason=GROUND_TRUTH_REASON))
+      continue
+    if row.label != r.label:
+      report.repair(
+          r, "MEGC2019 ground truth",
+          f"label {row.label} ({row.where}); the emotion mapping gives "
+          f"{r.label or 'excluded'} for {r.emotion!r}")
+    out.append(dataclasses.replace(r, label=row.label))
+  return out
 
 
 def find_clips(manual_dir: epath.Path, variant: str,
@@ -45,6 +193,22 @@ def find_clips(manual_dir: epath.Path, variant: str,
       "resized" if variant == "resized" else "", report)
   records += smic_hs.find_clips(manual_dir, common.CLASS_SETS["smic_hs"][3],
                                 variant, report)
+  gt_path = manual_dir / GROUND_TRUTH_FILE
+  if gt_path.exists():
+    truth = read_ground_truth(gt_path)
+    records = apply_ground_truth(records, truth, str(gt_path), report)
+    report.extra["ground_truth"] = str(gt_path)
+    report.notes.append(
+        f"Clip list and labels from the official ground truth {gt_path} "
+        f"({len(truth)} clips); the emotion mapping is only cross-checked "
+        "(disagreements are listed under 'repaired').")
+  else:
+    report.extra["ground_truth"] = None
+    report.notes.append(
+        f"No official ground-truth file at {gt_path}: the clip list and "
+        "labels come from the emotion mapping, which can differ from the "
+        "published set by a few clips (e.g. CASME II negatives). Copy the "
+        "official file there and rebuild for the exact MEGC2019 set.")
   report.notes.append(
       "MEGC2019 published counts per source (negative/positive/surprise): "
       f"{PUBLISHED_COUNTS}; compare with class counts per source below.")
@@ -62,3 +226,21 @@ class Builder(common.ClipBuilder):
 
   def find_clips(self, manual_dir, report):
     return find_clips(manual_dir, self.builder_config.variant, report)
+
+  def check_build(self, manual_dir):
+    """Refuses a build made without the ground-truth file now present.
+
+    tfds reuses a prepared dataset whatever the manual directory holds now,
+    so a file added after the first build would be silently ignored.
+    """
+    gt_path = epath.Path(manual_dir) / GROUND_TRUTH_FILE
+    if not gt_path.exists():
+      return
+    used = common.read_report(self).get("ground_truth")
+    if not used:
+      raise DataError(
+          f"{gt_path} exists, but the prepared dataset at {self.data_dir} "
+          "was built without an official ground-truth file (its clip list "
+          "and labels come from the emotion mapping). Delete "
+          f"{epath.Path(self.data_dir).parent} and build again to use the "
+          "file, or pass another --data_dir.")
