@@ -513,6 +513,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       len(todo), fold_parallelism(config, max(1, len(todo))),
       len(jax.devices()))
   mesh = make_mesh(group_size, int(t.batch_size))
+  if todo:
+    logging.info("%d folds at once (fold_parallel=%s) in %d group(s), on %d "
+                 "%s device(s).", group_size, t.fold_parallel,
+                 -(-len(todo) // group_size), len(jax.devices()),
+                 jax.devices()[0].platform)
   model = from_config(config.model)
   tx = make_optimizer(config)
   jit_init, jit_train, jit_eval = make_steps(model, tx, config, mesh)
