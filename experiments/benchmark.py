@@ -259,9 +259,11 @@ clip; bf16 training at 35 % or more of peak.
   `bash benchmarks/device/fetch_wheels.sh` here first (wheels the GPU image
   lacks, about 10 MB, for its Python 3.12), then
   `run(command="bash benchmarks/device/run.sh", carry=[".whl"])`: the paper
-  config in bf16 and float32 with the PyTorch side-by-side
+  config in bf16 with the PyTorch side-by-side
   (`--sections=train,infer,torch`), then the 60-epoch LOSO row
-  (`--sections=loso`), each step saving its result file as it goes.
+  (`--sections=loso`), then the float32 row, each step saving its result
+  file as it goes (a task's device time, about 15 minutes with the machine
+  start, may not reach the last).
   The kit was rehearsed on CPU in a Python 3.12 / jax 0.11.2 environment
   shaped like the GPU image (offline install from the wheels, tiny config);
   it has not run on a GPU yet.
