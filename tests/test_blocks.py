@@ -129,3 +129,54 @@ def test_token_attention_without_accumulation_ignores_previous_map():
   mod = ta.TokenAttention(accumulate=False)
   p = mod.init(jax.random.key(1), x)
   np.testing.assert_allclose(mod.apply(p, x, prev)[1], mod.apply(p, x)[1])
+
+
+@pytest.mark.parametrize("patch,shape", [
+    ((8, 4, 4), (2, 8, 16, 12, 3)),   # the detail branch's 3D embedding
+    ((4, 4), (2, 16, 12, 3)),         # the entire branch's 2D embedding
+    ((2, 2, 4), (1, 4, 6, 8, 5)),
+])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_patch_projection_is_the_strided_conv(patch, shape, dtype):
+  """Same parameter names, shapes and initial values as nn.Conv, and the
+  same function (up to rounding), in both compute dtypes."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(1), shape)
+  conv = nn.Conv(7, patch, strides=patch, padding="VALID", dtype=dtype,
+                 kernel_init=swin3d.torch_default, name="proj")
+  proj = swin3d.PatchProjection(7, patch, dtype=dtype, name="proj")
+  v_conv, v_proj = conv.init(jax.random.key(0), x), proj.init(
+      jax.random.key(0), x)
+  assert jax.tree.map(np.shape, v_conv) == jax.tree.map(np.shape, v_proj)
+  np.testing.assert_array_equal(v_conv["params"]["kernel"],
+                                v_proj["params"]["kernel"])
+  v = _randomize(v_conv, jax.random.key(2))
+  want, got = conv.apply(v, x), proj.apply(v, x)
+  assert got.dtype == want.dtype == dtype
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.asarray(got, np.float32),
+                             np.asarray(want, np.float32), rtol=tol, atol=tol)
+
+
+def test_fold_vmapped_model_has_no_grouped_convolution():
+  """Under the train step's vmap over folds (a kernel per fold), the patch
+  embedding stays a batched matmul: no convolution, whose vmapped form and
+  gradients are grouped convolutions (slow special kernels)."""
+  from edmdbn_jax.configs import edmdbn as edmdbn_config  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax.models import abstract_variables, from_config, input_specs  # pylint: disable=g-import-not-at-top
+  cfg = edmdbn_config.get_config("tiny")
+  model = from_config(cfg.model)
+  variables = abstract_variables(model, cfg)
+  folds = 3
+  stacked = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct((folds,) + a.shape, a.dtype), variables)
+  specs = [jax.ShapeDtypeStruct((folds,) + s.shape, s.dtype)
+           for s in input_specs(cfg, 2)]
+
+  def loss(v, frames, keyframes):
+    return jnp.sum(model.apply(v, frames, keyframes)[0])
+
+  step = jax.jit(jax.vmap(jax.grad(loss)))
+  hlo = step.lower(stacked, *specs).as_text(dialect="hlo")
+  assert "convolution(" not in hlo
+  assert "dot(" in hlo

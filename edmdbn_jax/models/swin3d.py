@@ -171,6 +171,46 @@ class SwinBlock3D(nn.Module):
     return x + DropPath(self.drop_path)(y, deterministic)
 
 
+class PatchProjection(nn.Module):
+  """A convolution whose stride is its kernel, written as one matmul.
+
+  The same parameters as `nn.Conv(features, patch, strides=patch,
+  padding='VALID')` ('kernel' (*patch, C_in, features) and 'bias', the same
+  names, shapes and initial values) and the same function up to float
+  rounding: the input is cut into non-overlapping patches, each flattened
+  in (patch..., C_in) order, and multiplied by the flattened kernel. Why: a
+  `vmap` over the fold axis (each fold its own kernel) turns a convolution
+  into a grouped convolution (feature_group_count = folds, also in its
+  gradients), which backends run on slower special kernels than the batched
+  matmul this becomes.
+  """
+  features: int
+  patch_size: Tuple[int, ...]
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    """x: (B, *spatial, C_in), spatial multiples of the patch ->
+    (B, *spatial / patch, features)."""
+    cin = x.shape[-1]
+    n = len(self.patch_size)
+    kernel = self.param("kernel", torch_default,
+                        (*self.patch_size, cin, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                      jnp.float32)
+    grid = [s // p for s, p in zip(x.shape[1:-1], self.patch_size)]
+    split = [x.shape[0]]
+    for g, p in zip(grid, self.patch_size):
+      split += [g, p]
+    x = x.reshape(split + [cin])
+    # (B, g1, p1, g2, p2, ..., C) -> (B, g1, g2, ..., p1, p2, ..., C).
+    x = x.transpose([0] + [1 + 2 * i for i in range(n)]
+                    + [2 + 2 * i for i in range(n)] + [1 + 2 * n])
+    x = x.reshape([x.shape[0]] + grid + [-1]).astype(self.dtype)
+    y = jnp.dot(x, kernel.reshape(-1, self.features).astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
 class PatchEmbed(nn.Module):
   """Non-overlapping patch embedding, 3D (clips) or 2D (single images).
 
@@ -190,9 +230,8 @@ class PatchEmbed(nn.Module):
     spatial = x.shape[1:-1]
     pads = [(0, 0)] + [(0, -s % p) for s, p in zip(spatial, self.patch_size)]
     x = jnp.pad(x, pads + [(0, 0)])
-    x = nn.Conv(self.embed_dim, self.patch_size, strides=self.patch_size,
-                padding="VALID", dtype=self.dtype, kernel_init=torch_default,
-                bias_init=nn.initializers.zeros, name="proj")(x)
+    x = PatchProjection(self.embed_dim, tuple(self.patch_size),
+                        dtype=self.dtype, name="proj")(x)
     if x.ndim == 4:
       x = x[:, None]
     if self.norm:
