@@ -22,11 +22,11 @@ from typing import NamedTuple
 from etils import epath
 
 from edmdbn_jax.datasets import common
-from edmdbn_jax.errors import AnnotationError
-from edmdbn_jax.errors import DataError
 from edmdbn_jax.datasets.casme2 import casme2_dataset_builder as casme2
 from edmdbn_jax.datasets.samm import samm_dataset_builder as samm
 from edmdbn_jax.datasets.smic_hs import smic_hs_dataset_builder as smic_hs
+from edmdbn_jax.errors import AnnotationError
+from edmdbn_jax.errors import DataError
 
 DATASET = "megc2019_composite"
 # MEGC2019 was defined on the 2014 CASME II sheet: prefer it here.
@@ -71,7 +71,7 @@ class GroundTruthRow(NamedTuple):
 
 def _gt_subject(dataset: str, cell: str, where: str) -> str:
   """The ground truth's subject cell as the source builder writes it."""
-  text = cell.strip()
+  text = cell.strip().removesuffix(".0")  # '6.0' from a spreadsheet export
   digits = re.sub(r"^(sub|s)", "", text, flags=re.IGNORECASE)
   if not digits.isdigit():
     raise AnnotationError(
