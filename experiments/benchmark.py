@@ -174,9 +174,7 @@ def bench_train(config, folds: int, steps: int):
           "clip_steps_per_s": clip_steps / dt, "seconds": dt,
           "compile_s": compile_s, "xla_memory_bytes": xla_memory,
           "flops_per_clip_step": flops / clip_steps,
-          "achieved_flops": flops / dt,
-          # Rows written before 2026-12-01 counted the compiled program.
-          "flops_counted_on": "lowered program"}
+          "achieved_flops": flops / dt}
 
 
 def loso_config(config, epochs: int, fold_parallel: str, folds=()):

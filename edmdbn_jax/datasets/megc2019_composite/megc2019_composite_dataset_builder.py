@@ -69,6 +69,11 @@ class GroundTruthRow(NamedTuple):
   clip: str    # the filename field as written
 
 
+def _clip_key(dataset: str, subject: str, clip: str) -> tuple[str, str, str]:
+  """How a clip is matched between the list and the source annotations."""
+  return (dataset, subject, clip.lower())
+
+
 def _gt_subject(dataset: str, cell: str, where: str) -> str:
   """The ground truth's subject cell as the source builder writes it."""
   text = cell.strip().removesuffix(".0")  # '6.0' from a spreadsheet export
@@ -104,7 +109,8 @@ def read_ground_truth(path: epath.PathLike
       continue
     where = f"{path}, line {n}"
     cells = [c.strip() for c in re.split(r"[,\t]", line)]
-    cells = [c for c in cells if c] if len(cells) > 4 else cells
+    while len(cells) > 4 and not cells[-1]:
+      cells.pop()  # trailing separators
     if len(cells) != 4:
       raise AnnotationError(
           f"{where}: expected 4 fields 'dataset, subject, filename, label', "
@@ -125,7 +131,7 @@ def read_ground_truth(path: epath.PathLike
           "or 2 (surprise).")
     if not clip:
       raise AnnotationError(f"{where}: the filename field is empty.")
-    key = (dataset, _gt_subject(dataset, subject_cell, where), clip.lower())
+    key = _clip_key(dataset, _gt_subject(dataset, subject_cell, where), clip)
     if key in out:
       raise AnnotationError(
           f"{where}: {'/'.join(key[:2])}/{clip} is listed again (first at "
@@ -151,7 +157,7 @@ def apply_ground_truth(records: list[common.ClipRecord],
     AnnotationError: listing the rows whose clips the sources do not have.
   """
   def key(r):
-    return (r.dataset, r.subject, r.clip.lower())
+    return _clip_key(r.dataset, r.subject, r.clip)
 
   have = {key(r) for r in records}
   missing = [f"{row.where}: {k[0]}/{k[1]}/{row.clip}"
