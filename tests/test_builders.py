@@ -362,6 +362,23 @@ def test_missing_clip_folders_all_listed_before_any_frame_is_read(tmp_path):
   assert "decode" not in msg
 
 
+def test_mmew_missing_folders_listed_together_and_dropped_clips_not_needed(
+    tmp_path):
+  root = fabricate.fabricate_mmew(tmp_path / "m")
+  micro = root / "MMEW_Final" / "Micro_Expression"
+  shutil.rmtree(micro / "anger" / "S03_ang_01")  # Not in the 5-class set.
+  _, ex, _ = _build("mmew", tmp_path / "m", tmp_path / "d", 5)
+  assert len(ex) == 5
+  shutil.rmtree(micro / "happiness" / "S01_hap_01")
+  shutil.rmtree(micro / "fear" / "S02_fea_01")
+  with pytest.raises(MissingFrameError) as e:
+    _build("mmew", tmp_path / "m", tmp_path / "d2", 5)
+  msg = str(e.value)
+  assert "2 of 5 labelled clips" in msg
+  assert "S01_hap_01" in msg and "S02_fea_01" in msg
+  assert "S03_ang_01" not in msg
+  assert "MMEW_Micro_Exp.xlsx" in msg
+
 def test_clip_without_a_face_is_skipped_not_fatal(tmp_path, caplog):
   fabricate.fabricate_casme2(tmp_path / "m", crops=False, raw="face",
                              faceless=("EP09_05",))

@@ -11,7 +11,6 @@ from etils import epath
 from edmdbn_jax.datasets import common
 from edmdbn_jax.errors import AnnotationError
 from edmdbn_jax.errors import DataError
-from edmdbn_jax.errors import MissingFrameError
 
 DATASET = "mmew"
 WORKBOOK = "MMEW_Micro_Exp.xlsx"
@@ -49,7 +48,8 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
 
   Raises:
     DataError: workbook or frame folder missing. AnnotationError: a bad row.
-    MissingFrameError: a clip of the workbook has no folder.
+    (A labelled clip without a folder is reported, with all the others, by
+    `common.list_clip_frames` before any frame is read.)
   """
   root = epath.Path(manual_dir) / "MMEW"
   if not root.exists():
@@ -74,13 +74,13 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     clip = str(row.get("Filename") or "").strip()
     if not clip:
       raise AnnotationError(f"{row.where}: the Filename cell is empty.")
-    if clip not in folders:
-      raise MissingFrameError(
-          f"Clip {clip} ({row.where}) has no folder "
-          f"{micro}/<emotion>/{clip}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    # A clip without a folder gets a path that cannot exist: the check of
+    # every labelled clip's folder (`common.list_clip_frames`) then lists it
+    # with all the others, and a clip the class set drops is never asked for.
+    frame_dir = folders.get(clip, micro / "<no emotion folder holds it>" / clip)
     records.append(common.sheet_record(
         row, dataset=DATASET, subject=subject, clip=clip,
-        class_set=class_set, frame_dir=folders[clip], prefix="",
+        class_set=class_set, frame_dir=frame_dir, prefix="",
         align=source.align, columns=("OnsetFrame", "ApexFrame", "OffsetFrame")))
   return records
 
