@@ -15,6 +15,7 @@ for each tree are written out by hand in tests/test_builders.py.
 """
 
 import pathlib
+import re
 from typing import Iterable, Optional, Sequence
 
 import cv2
@@ -37,12 +38,36 @@ def _face(rng: np.random.Generator, i: int) -> np.ndarray:
   return np.ascontiguousarray(np.roll(img, dx, axis=1))
 
 
+STAMP = 16  # Noise frames carry their frame number in this top-left square.
+
+
+def frame_code(number: int) -> int:
+  """The grey level stamped on noise frame `number` (see `read_code`).
+
+  Consecutive numbers differ by 23 levels, so JPEG and resizing (a few
+  levels) cannot turn one frame's code into another's.
+  """
+  return 16 + (23 * number) % 224
+
+
+def read_code(frame: np.ndarray) -> int:
+  """The stamp's grey level in a stored frame (any size >= the source's)."""
+  k = frame.shape[0] * STAMP // (2 * _SIZE)  # The stamp's centre.
+  return int(np.round(np.mean(frame[k - 1:k + 2, k - 1:k + 2])))
+
+
 def _write_frames(folder: pathlib.Path, names: Iterable[str],
                   rng: np.random.Generator, grey: bool = False,
                   face: bool = False):
   folder.mkdir(parents=True, exist_ok=True)
   for i, name in enumerate(names):
-    img = _face(rng, i) if face else _noise(rng, grey)
+    if face:
+      img = _face(rng, i)
+    else:
+      img = _noise(rng, grey)
+      # A flat JPEG block-aligned square: stored pixels can be traced back
+      # to the file (and so the frame number) they were read from.
+      img[:STAMP, :STAMP] = frame_code(int(re.findall(r"\d+", name)[-1]))
     if not cv2.imwrite(str(folder / name), img):
       raise OSError(f"could not write {folder / name}")
 
@@ -162,13 +187,22 @@ SAMM_ROWS = (
 SAMM_HEADER_ROW = 14
 
 
-def fabricate_samm(manual_dir: pathlib.Path, seed: int = 1) -> pathlib.Path:
-  """Writes <manual_dir>/SAMM: 9 clips of 5 subjects, header on row 14."""
+def fabricate_samm(manual_dir: pathlib.Path, seed: int = 1,
+                   header_row: int = SAMM_HEADER_ROW) -> pathlib.Path:
+  """Writes <manual_dir>/SAMM: 9 clips of 5 subjects, header on `header_row`.
+
+  The notes above the header mention 'Subject' inside their text (not as a
+  first cell), so only a reader that finds the header by its first cell
+  gets the rows right.
+  """
   root = pathlib.Path(manual_dir) / "SAMM"
   rng = np.random.default_rng(seed)
   preamble = [("SAMM Micro-Expression Database",), (),
-              ("Micro-movements coded with FACS",), ("Notes:",)]
-  preamble += [()] * (SAMM_HEADER_ROW - 1 - len(preamble))
+              ("Notes: the Subject column is the participant id",),
+              ("Micro-movements coded with FACS", "Subject to change")]
+  if header_row - 1 < len(preamble):
+    raise ValueError(f"header_row must be > {len(preamble)}")
+  preamble += [()] * (header_row - 1 - len(preamble))
   rows = list(preamble) + [SAMM_HEADER]
   for i, (subj, clip, on, ap, off, emotion) in enumerate(SAMM_ROWS):
     rows.append((subj, clip, i % 3 + 1, on, ap, off, off - on + 1, "Micro",

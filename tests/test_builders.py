@@ -57,8 +57,14 @@ def _by_clip(examples):
   return {(_text(e["subject"]), _text(e["clip"])): e for e in examples}
 
 
-def _check_geometry(examples, size):
+def _check_geometry(examples, size, stamped=True):
+  """Shapes, order and keyframes; with `stamped` (noise frames), also that
+  every stored frame was read from the file its frame number names."""
   for e in examples:
+    if stamped:
+      assert [fabricate.read_code(f) for f in e["frames"]] == pytest.approx(
+          [fabricate.frame_code(n) for n in e["frame_numbers"]], abs=4), (
+              _text(e["clip"]))
     n = e["frames"].shape[0]
     assert e["frames"].shape == (n, size, size, 3)
     assert e["frames"].dtype == np.uint8
@@ -207,6 +213,7 @@ def test_mmew_class_sets(trees, tmp_path):
 def test_megc2019_composite(trees, tmp_path):
   _, ex, report = _build("megc2019_composite", trees["megc"], tmp_path, 3)
   assert _counts(ex) == {"negative": 11, "positive": 3, "surprise": 2}
+  _check_geometry(ex, 64)
   assert report["class_counts_by_dataset"] == {
       "casme2": {"negative": 3, "positive": 1},
       "samm": {"negative": 5, "positive": 1, "surprise": 1},
@@ -471,7 +478,7 @@ def test_casme2_raw_frames_are_face_aligned(tmp_path):
   assert "CASME2_RAW_selected" in report["frame_sources"]["casme2"]
   assert "face-aligned" in report["frame_sources"]["casme2"]
   assert _counts(ex) == {"negative": 3, "positive": 1, "surprise": 1}
-  _check_geometry(ex, 64)
+  _check_geometry(ex, 64, stamped=False)
   # An aligned face crop, not the 512 x 512 photo squeezed to 64 x 64.
   from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
   from skimage import data  # pylint: disable=g-import-not-at-top

@@ -46,14 +46,21 @@ def test_annotation_helpers():
   assert common.CLASS_SETS["samm"][3].label("sadness", "x") == "negative"
 
 
-def test_samm_header_found_below_notes(tmp_path):
-  fabricate.fabricate_samm(tmp_path)
+@pytest.mark.parametrize("header_row", [fabricate.SAMM_HEADER_ROW, 5, 11, 17])
+def test_samm_header_found_below_notes(tmp_path, header_row):
+  # The common copy has its header on row 14; others may not (do not
+  # hard-code it).
+  fabricate.fabricate_samm(tmp_path, header_row=header_row)
   rows = common.read_sheet(
       tmp_path / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx",
       ["Subject", "Onset Frame"])
   assert len(rows) == len(fabricate.SAMM_ROWS)
-  assert rows[0].where.endswith(f"row {fabricate.SAMM_HEADER_ROW + 1}")
+  assert rows[0].where.endswith(f"row {header_row + 1}")
+  assert rows[-1].where.endswith(
+      f"row {header_row + len(fabricate.SAMM_ROWS)}")
   assert rows[0].get("OnsetFrame") == 5562  # 'Onset Frame' matched loosely.
+  assert [r.get("Filename") for r in rows] == [
+      c for _, c, *_ in fabricate.SAMM_ROWS]
 
 
 def _record(tmp_path, clip, label="negative", prefix=""):
