@@ -248,12 +248,25 @@ def test_megc2019_composite_official_ground_truth(tmp_path):
   _build("megc2019_composite", manual, tmp_path / "old", 3)
   (manual / "MEGC2019_ground_truth.csv").write_text(_MEGC_GT)
   # A build made before the file was there is refused, not silently reused.
-  with pytest.raises(DataError, match=r"(?s)MEGC2019_ground_truth.csv exists"
-                     r".*built without an official ground-truth file.*"
+  with pytest.raises(DataError, match=r"(?s)no longer matches.*"
+                     r"MEGC2019_ground_truth.csv: read now, but not when.*"
                      r"Delete .*old.*megc2019_composite.*3class_64"):
     _build("megc2019_composite", manual, tmp_path / "old", 3)
   _, ex, report = _build("megc2019_composite", manual, tmp_path / "d", 3)
   assert report["ground_truth"] == str(manual / "MEGC2019_ground_truth.csv")
+  assert set(report["inputs"]) == {
+      "MEGC2019_ground_truth.csv", "CASME2/CASME2-coding-20140508.xlsx",
+      "SAMM/SAMM_Micro_FACS_Codes_v2.xlsx"}
+  # ... and so is one made with the file once it is edited or removed.
+  gt = manual / "MEGC2019_ground_truth.csv"
+  gt.write_text(_MEGC_GT.replace("SMIC,s1,s1_ne_01,0", "SMIC,s1,s1_ne_01,2"))
+  with pytest.raises(DataError, match=r"(?s)MEGC2019_ground_truth.csv: its "
+                     r"contents have changed"):
+    _build("megc2019_composite", manual, tmp_path / "d", 3)
+  gt.unlink()
+  with pytest.raises(DataError, match=r"(?s)MEGC2019_ground_truth.csv: read "
+                     r"when it was built, but not now"):
+    _build("megc2019_composite", manual, tmp_path / "d", 3)
   # Exactly the listed clips, with the listed labels (counted from _MEGC_GT).
   assert _counts(ex) == {"negative": 5, "positive": 2, "surprise": 1}
   assert report["class_counts_by_dataset"] == {
@@ -284,6 +297,37 @@ def test_megc2019_composite_official_ground_truth(tmp_path):
   assert any("official ground truth" in n for n in report["notes"])
 
 
+def test_prepared_dataset_checked_against_the_manual_dir(tmp_path):
+  manual = tmp_path / "m"
+  fabricate.fabricate_casme2(manual, sheets=("2014",))
+  _, ex, report = _build("casme2", manual, tmp_path / "d", 5)
+  assert report["inputs"] == {"CASME2/CASME2-coding-20140508.xlsx": (
+      __import__("hashlib").sha256(
+          (manual / "CASME2" / "CASME2-coding-20140508.xlsx").read_bytes()
+      ).hexdigest())}
+  # Unchanged, and moved elsewhere: reused.
+  _build("casme2", manual, tmp_path / "d", 5)
+  shutil.move(manual, tmp_path / "moved")
+  _, again, _ = _build("casme2", tmp_path / "moved", tmp_path / "d", 5)
+  assert len(again) == len(ex)
+  # The 2019 sheet added: the standalone builder now prefers it.
+  fabricate.fabricate_casme2(tmp_path / "m2", sheets=("2019",), crops=False)
+  shutil.copy(tmp_path / "m2" / "CASME2" / "CASME2-coding-20190701.xlsx",
+              tmp_path / "moved" / "CASME2")
+  with pytest.raises(DataError, match=r"(?s)no longer matches.*"
+                     r"CASME2-coding-20140508.xlsx: read when it was built, "
+                     r"but not now.*CASME2-coding-20190701.xlsx: read now.*"
+                     r"Delete .*casme2.*5class_64"):
+    _build("casme2", tmp_path / "moved", tmp_path / "d", 5)
+  # Another frame source (the official crops gone, raw frames present).
+  m3 = fabricate.fabricate_casme2(tmp_path / "m3", raw="noise")
+  _build("casme2", tmp_path / "m3", tmp_path / "d3", 5, variant="")
+  shutil.rmtree(m3 / "Cropped")
+  with pytest.raises(DataError, match=r"casme2 frames: built from Cropped .*"
+                     r"now CASME2_RAW_selected"):
+    _build("casme2", tmp_path / "m3", tmp_path / "d3", 5, variant="")
+
+
 def test_megc2019_without_ground_truth_says_so(trees, tmp_path):
   _, _, report = _build("megc2019_composite", trees["megc"], tmp_path, 3)
   assert any("No official ground-truth file" in n and
@@ -301,6 +345,9 @@ def test_megc2019_without_ground_truth_says_so(trees, tmp_path):
      r"line 2: samm/006/006_1_2 is listed again \(first at .*line 1\)"),
     ("samm,six,006_1_2,1\n", r"line 1: subject 'six' is not a samm"),
     ("dataset,subject,filename,label\n", "lists no clips"),
+    # A first row that is neither a header nor a clip is not dropped.
+    ("CASME3,1,EP02_01f,3\nsamm,6,006_1_2,1\n",
+     r"line 1: dataset 'CASME3' is not one of"),
 ])
 def test_megc2019_ground_truth_bad_rows(tmp_path, text, match):
   from edmdbn_jax.datasets.megc2019_composite import (  # pylint: disable=g-import-not-at-top
@@ -309,6 +356,24 @@ def test_megc2019_ground_truth_bad_rows(tmp_path, text, match):
   path.write_text(text)
   with pytest.raises(AnnotationError, match=match):
     megc.read_ground_truth(path)
+
+
+@pytest.mark.parametrize("text", [
+    'dataset,subject,filename,label\nSAMM,6,006_1_2,1\n"CASME II","02",'
+    '"EP09_05","0"\n',  # quoted, as spreadsheet exports write
+    "Dataset\tSubject\tFilename\tLabel\r\nSAMM\t6\t006_1_2\t1\r\n"
+    "casme2\t2\tEP09_05\t0\r\n",  # tab-separated, CRLF
+    "SAMM,6,006_1_2,1,,\n\ncasme2, 2 ,EP09_05,0\n",  # no header
+])
+def test_megc2019_ground_truth_formats(tmp_path, text):
+  from edmdbn_jax.datasets.megc2019_composite import (  # pylint: disable=g-import-not-at-top
+      megc2019_composite_dataset_builder as megc)
+  path = tmp_path / "gt.csv"
+  path.write_bytes(text.encode())
+  truth = megc.read_ground_truth(path)
+  assert {k: v.label for k, v in truth.items()} == {
+      ("samm", "006", "006_1_2"): "positive",
+      ("casme2", "sub02", "ep09_05"): "negative"}
 
 
 def test_megc2019_ground_truth_clip_not_in_sources(tmp_path):

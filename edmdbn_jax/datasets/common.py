@@ -48,6 +48,7 @@ Rules applied to annotations (each application is recorded in the report):
 
 import collections
 import dataclasses
+import hashlib
 import json
 import re
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -243,7 +244,8 @@ class SheetRow:
 
 
 def read_sheet(path: epath.PathLike, required: Sequence[str],
-               first_header: str = "Subject") -> list[SheetRow]:
+               first_header: str = "Subject",
+               report: Optional["BuildReport"] = None) -> list[SheetRow]:
   """Reads the annotation rows of a workbook's first sheet.
 
   The header row is the first row whose first non-empty cell is
@@ -254,6 +256,7 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
     path: the .xlsx file.
     required: column names that must be present (matched loosely).
     first_header: text of the header row's first cell.
+    report: when given, the workbook is recorded as an input of the build.
 
   Returns:
     The rows below the header, each naming its sheet row.
@@ -272,6 +275,8 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
     raise AnnotationError(
         f"Cannot read the annotation workbook {path} ({e}). Use the .xlsx "
         "file exactly as the dataset's authors distribute it.") from e
+  if report is not None:
+    report.record_input(path)
   ws = wb.worksheets[0]
   header, header_row = None, None
   rows = []
@@ -552,6 +557,21 @@ class BuildReport:
   # Builder-specific facts about the build's inputs, written as top-level
   # keys of the report (e.g. the MEGC2019 ground-truth file used).
   extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Annotation files read (path -> sha256 of the contents): a prepared
+  # dataset whose files have since changed is refused (`ClipBuilder.
+  # check_build`).
+  # Keys are relative to `manual_dir` when under it, so a moved manual
+  # directory still matches its build.
+  inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+  manual_dir: Optional[str] = None
+
+  def record_input(self, path: epath.PathLike):
+    """Records an annotation file the clip list or labels came from."""
+    path = epath.Path(path)
+    key = str(path)
+    if self.manual_dir and key.startswith(self.manual_dir.rstrip("/") + "/"):
+      key = key[len(self.manual_dir.rstrip("/")) + 1:]
+    self.inputs[key] = hashlib.sha256(path.read_bytes()).hexdigest()
 
   def keep(self, rec: ClipRecord):
     self.kept.append({"clip": rec.key, "subject": rec.global_subject,
@@ -586,6 +606,8 @@ class BuildReport:
         "num_subjects": len(subjects),
         "subjects": subjects,
         "frame_sources": self.frame_sources,
+        "manual_dir": self.manual_dir,
+        "inputs": self.inputs,
         "excluded_by_class_set": dict(sorted(collections.Counter(
             canonical_emotion(e["emotion"]) for e in self.excluded
             if e["reason"] == CLASS_SET_REASON).items())),
@@ -808,10 +830,58 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         report)
 
   def check_build(self, manual_dir: Optional[epath.PathLike]):
-    """Called by `datasets.load` on a prepared dataset: raises DataError when
-    the build no longer matches what `manual_dir` holds. Nothing to check by
-    default."""
-    del manual_dir
+    """Refuses a prepared dataset that no longer matches `manual_dir`.
+
+    Called by `datasets.load`. tfds reuses a prepared dataset whatever the
+    manual directory holds now, so an annotation file added, removed or
+    edited since the build (a corrected sheet, the other CASME II sheet,
+    the MEGC2019 ground-truth list), or a frame source that changed, would
+    be silently ignored. The clip list is worked out again (annotations and
+    folder names only, no frame is read) and compared with the build's
+    report.
+
+    Raises:
+      DataError: listing what changed and the folder to delete.
+    """
+    built = read_report(self)
+    if "inputs" not in built:
+      return  # Built before inputs were recorded: nothing to compare.
+    now = BuildReport(self.name, self.builder_config.name,
+                      manual_dir=str(epath.Path(manual_dir)))
+    try:
+      self.find_clips(epath.Path(manual_dir), now)
+    except DataError as e:
+      logging.warning(
+          "Could not check the prepared dataset %s against %s (%s); using "
+          "it as built.", self.data_dir, manual_dir,
+          str(e).splitlines()[0])
+      return
+    changes = []
+    for path in sorted(set(built["inputs"]) | set(now.inputs)):
+      old, new = built["inputs"].get(path), now.inputs.get(path)
+      if old is None:
+        changes.append(f"{path}: read now, but not when it was built (added "
+                       "since, or it now takes precedence)")
+      elif new is None:
+        changes.append(f"{path}: read when it was built, but not now "
+                       "(removed, or another file now takes precedence)")
+      elif old != new:
+        changes.append(f"{path}: its contents have changed since the build")
+    def source(sources, ds, root):
+      text = sources.get(ds)
+      return text.replace(root, "<manual_dir>") if text and root else text
+    for ds in sorted(set(built["frame_sources"]) | set(now.frame_sources)):
+      old = source(built["frame_sources"], ds, built.get("manual_dir"))
+      new = source(now.frame_sources, ds, now.manual_dir)
+      if old != new:
+        changes.append(f"{ds} frames: built from {old}, now {new}")
+    if changes:
+      listed = "\n  ".join(changes)
+      raise DataError(
+          f"The prepared dataset at {self.data_dir} no longer matches the "
+          f"manual directory {manual_dir}:\n  {listed}\nDelete "
+          f"{epath.Path(self.data_dir).parent} and build again (or pass "
+          "another --data_dir).")
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
@@ -831,7 +901,8 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     manual = self._manual_dir(dl_manager)
-    report = BuildReport(self.name, self.builder_config.name)
+    report = BuildReport(self.name, self.builder_config.name,
+                         manual_dir=str(manual))
     records = self.find_clips(manual, report)
     check_unique(records)
     listings = list_clip_frames(records)

@@ -75,7 +75,7 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
                       "'Estimated Emotion'.")
   rows = common.read_sheet(
       book, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
-             "Action Units", "Estimated Emotion"])
+             "Action Units", "Estimated Emotion"], report=report)
   records = []
   for row in rows:
     cell = row.get("Subject")

@@ -15,7 +15,9 @@ set and their labels; the mapping above is only cross-checked against it
 set is derived from the three annotations by the mapping.
 """
 
+import csv
 import dataclasses
+import io
 import re
 from typing import NamedTuple
 
@@ -26,7 +28,6 @@ from edmdbn_jax.datasets.casme2 import casme2_dataset_builder as casme2
 from edmdbn_jax.datasets.samm import samm_dataset_builder as samm
 from edmdbn_jax.datasets.smic_hs import smic_hs_dataset_builder as smic_hs
 from edmdbn_jax.errors import AnnotationError
-from edmdbn_jax.errors import DataError
 
 DATASET = "megc2019_composite"
 # MEGC2019 was defined on the 2014 CASME II sheet: prefer it here.
@@ -47,6 +48,10 @@ _GT_DATASETS = {"casme2": "casme2", "casmeii": "casme2", "casme": "casme2",
 _GT_LABELS = {"0": "negative", "1": "positive", "2": "surprise",
               "negative": "negative", "positive": "positive",
               "surprise": "surprise"}
+# A first row holding one of these is the header (not a clip).
+_GT_HEADER_WORDS = frozenset({
+    "dataset", "database", "source", "subject", "sub", "filename", "file",
+    "clip", "video", "label", "class", "emotion", "objective class"})
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = (
     "The MEGC2019 composite is built from three licence-gated datasets in one "
@@ -91,8 +96,11 @@ def read_ground_truth(path: epath.PathLike
                       ) -> dict[tuple[str, str, str], GroundTruthRow]:
   """(dataset, subject, lower-cased clip) -> label from the official file.
 
-  Rows are `dataset, subject, filename, label`, comma- or tab-separated;
-  blank lines and a first header row are skipped. Dataset names are matched
+  Rows are `dataset, subject, filename, label`, comma- or tab-separated
+  (fields may be quoted, as spreadsheet exports write them); blank lines
+  are skipped, and so is the first row when it holds a header word
+  ('dataset', 'subject', 'filename', 'label', ...). Any other row that
+  cannot be read is an error, never dropped. Dataset names are matched
   loosely ('CASME II', 'casme2', 'SMIC', 'smic_hs', 'SAMM'); subject ids in
   any padding ('6' and '006' are SAMM subject 006, '1' is CASME II sub01 and
   SMIC s1).
@@ -103,24 +111,31 @@ def read_ground_truth(path: epath.PathLike
   """
   path = epath.Path(path)
   out: dict[tuple[str, str, str], GroundTruthRow] = {}
-  lines = path.read_text(encoding="utf-8-sig").splitlines()
-  for n, line in enumerate(lines, 1):
-    if not line.strip():
+  text = path.read_text(encoding="utf-8-sig")
+  first = next((l for l in text.splitlines() if l.strip()), "")
+  delimiter = "\t" if "\t" in first and "," not in first else ","
+  reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+  seen_row = False
+  for cells in reader:
+    n = reader.line_num
+    if not any(c.strip() for c in cells):
       continue
     where = f"{path}, line {n}"
-    cells = [c.strip() for c in re.split(r"[,\t]", line)]
+    cells = [c.strip() for c in cells]
     while len(cells) > 4 and not cells[-1]:
       cells.pop()  # trailing separators
+    if not seen_row and _GT_HEADER_WORDS.intersection(c.lower() for c in cells):
+      seen_row = True
+      continue  # the header row
+    seen_row = True
     if len(cells) != 4:
       raise AnnotationError(
           f"{where}: expected 4 fields 'dataset, subject, filename, label', "
-          f"found {len(cells)} in {line!r}.")
+          f"found {len(cells)} in {delimiter.join(cells)!r}.")
     dataset_cell, subject_cell, clip, label_cell = cells
     label = _GT_LABELS.get(label_cell.lower().removesuffix(".0"))
     dataset = _GT_DATASETS.get(re.sub(r"[^a-z0-9]", "",
                                       dataset_cell.lower()))
-    if not out and label is None and dataset is None:
-      continue  # the header row
     if dataset is None:
       raise AnnotationError(
           f"{where}: dataset {dataset_cell!r} is not one of CASME II, SAMM, "
@@ -202,6 +217,7 @@ def find_clips(manual_dir: epath.Path, variant: str,
   gt_path = manual_dir / GROUND_TRUTH_FILE
   if gt_path.exists():
     truth = read_ground_truth(gt_path)
+    report.record_input(gt_path)
     records = apply_ground_truth(records, truth, str(gt_path), report)
     report.extra["ground_truth"] = str(gt_path)
     report.notes.append(
@@ -232,21 +248,3 @@ class Builder(common.ClipBuilder):
 
   def find_clips(self, manual_dir, report):
     return find_clips(manual_dir, self.builder_config.variant, report)
-
-  def check_build(self, manual_dir):
-    """Refuses a build made without the ground-truth file now present.
-
-    tfds reuses a prepared dataset whatever the manual directory holds now,
-    so a file added after the first build would be silently ignored.
-    """
-    gt_path = epath.Path(manual_dir) / GROUND_TRUTH_FILE
-    if not gt_path.exists():
-      return
-    used = common.read_report(self).get("ground_truth")
-    if not used:
-      raise DataError(
-          f"{gt_path} exists, but the prepared dataset at {self.data_dir} "
-          "was built without an official ground-truth file (its clip list "
-          "and labels come from the emotion mapping). Delete "
-          f"{epath.Path(self.data_dir).parent} and build again to use the "
-          "file, or pass another --data_dir.")

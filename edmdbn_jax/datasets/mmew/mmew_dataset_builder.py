@@ -67,7 +67,7 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
   folders = _clip_folders(micro)
   rows = common.read_sheet(
       book, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
-             "Estimated Emotion"])
+             "Estimated Emotion"], report=report)
   records = []
   for row in rows:
     subject = common.normalize_subject(row.get("Subject"), 2, row.where)

@@ -50,7 +50,8 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
                       "'Estimated Emotion'.")
   rows = common.read_sheet(
       book, ["Subject", "Filename", "Onset Frame", "Apex Frame",
-             "Offset Frame", "Action Units", "Estimated Emotion"])
+             "Offset Frame", "Action Units", "Estimated Emotion"],
+      report=report)
   records = []
   for row in rows:
     subject = common.normalize_subject(row.get("Subject"), 3, row.where)
