@@ -156,10 +156,10 @@ def test_samm_5class(trees, tmp_path):
   assert first["frame_numbers"][first["apex"]] == 5566
   # Greyscale frames come back as 3 equal channels.
   assert np.array_equal(first["frames"][..., 0], first["frames"][..., 2])
-  late = clips[("samm/028", "028_4_1")]
-  assert late["frame_numbers"][late["apex"]] == 410
+  late = clips[("samm/028", "028_4_1")]  # apex 415 > offset 410.
+  assert late["frame_numbers"][late["apex"]] == 405  # middle of 400..410
   assert [(r["clip"], r["rule"]) for r in report["repaired"]] == [
-      ("samm/028/028_4_1", "apex_outside_range_clamped")]
+      ("samm/028/028_4_1", "apex_outside_range_middle_frame")]
   assert "415" in report["repaired"][0]["detail"]
   assert report["skipped"] == []
   assert report["excluded_by_class_set"] == {"disgust": 1, "fear": 1}
@@ -171,7 +171,8 @@ def test_samm_3class(trees, tmp_path):
   assert sorted(r["clip"] for r in report["repaired"]) == [
       "samm/028/028_4_1", "samm/032/032_3_1"]
   clip = _by_clip(ex)[("samm/032", "032_3_1")]
-  assert clip["apex"] == 0  # apex 95 < onset 100: clamped onto the onset.
+  # apex 95 < onset 100: the middle frame of 100..106, not the onset.
+  assert clip["frame_numbers"][clip["apex"]] == 103
 
 
 def test_smic_hs(trees, tmp_path):

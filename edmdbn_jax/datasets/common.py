@@ -24,8 +24,10 @@ Rules applied to annotations (each application is recorded in the report):
 
 * Apex given as '/' or blank (CASME II sub04/EP12_01f): the SMIC convention,
   the middle available frame of [onset, offset] (`middle_frame`).
-* Apex outside [onset, offset] (SAMM 028_4_1, 032_3_1): clamped to the nearest
-  end of the range. The annotated value is kept in the report.
+* Apex outside [onset, offset] (SAMM 028_4_1, 032_3_1): treated as a missing
+  apex, the middle available frame (clamping onto the neutral onset or
+  offset would leave the clip with no whole-face motion). The annotated
+  value is kept in the report.
 * Onset or offset frame file missing, or the apex frame file missing: the clip
   is skipped (recorded with the expected path). A clip cannot be represented
   faithfully without its keyframes, and one bad clip should not stop a build
@@ -708,11 +710,15 @@ def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
                     f"no apex annotated; used the middle frame {apex} of "
                     f"[{onset}, {offset}]")
   elif not onset <= apex <= offset:
-    clamped = min(max(apex, onset), offset)
-    report.repair(rec, "apex_outside_range_clamped",
+    # Not clamped: the onset and offset are the neutral ends of the clip, so
+    # an apex clamped onto either would make apex - onset (the whole-face
+    # input) near zero. An impossible apex is treated as a missing one.
+    middle = middle_frame(numbers)
+    report.repair(rec, "apex_outside_range_middle_frame",
                   f"annotated apex {apex} is outside [{onset}, {offset}]; "
-                  f"clamped to {clamped}")
-    apex = clamped
+                  f"used the middle frame {middle} instead (clamping it "
+                  "onto the neutral onset or offset would leave no motion)")
+    apex = middle
   if apex not in available:
     report.skip(rec, f"apex frame {apex} not found in {rec.frame_dir}")
     return None
