@@ -126,6 +126,21 @@ def test_motion_is_difference_of_inputs():
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_bfloat16_motion_is_differenced_in_float32():
+  """Frames near 2 (normalised bright pixels) one grey level apart: the
+  bfloat16 model's motion input keeps the difference."""
+  model = from_config(_tiny(dtype="bfloat16").model)
+  base = 2.0 + jax.random.uniform(jax.random.key(3), (1, 1, 32, 32, 3)) * 0.2
+  step = 1.0 / (255 * 0.229)  # one grey level after ImageNet normalisation
+  frames = base + step * jnp.arange(9.0)[None, :, None, None, None]
+  keyframes = frames[:, jnp.array([0, 4])]
+  entire, detail = model.apply({}, frames, keyframes, method="motions")
+  assert entire.dtype == detail.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(detail, np.float32), step, rtol=0.01)
+  np.testing.assert_allclose(np.asarray(entire, np.float32), 4 * step,
+                             rtol=0.01)
+
+
 def test_train_mode_differs_from_eval_and_uses_the_rng():
   cfg = _tiny(drop_path_rate=0.5)
   model = from_config(cfg.model)
