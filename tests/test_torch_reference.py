@@ -118,14 +118,45 @@ def test_round_trip_gives_identical_logits(variant):
   keyframes = jax.random.normal(jax.random.key(2), (2, 2, 32, 32, 3))
   variables = model.init(jax.random.key(0), frames, keyframes)
   sd = tr.to_state_dict(variables, cfg)
+  # As the released model: every stage saves a Token Attention conv (zeros
+  # when the model has none) and its merge twice.
+  assert sum(k.endswith(".sa_atten.conv.weight") for k in sd) == 3 * (
+      1 if "branches=detail" in variant else 2)
+  assert any(".sa_atten.down." in k for k in sd)
   if "accumulated_attention=False" in variant:
-    assert not any("sa_atten" in k for k in sd)
-  else:
-    assert any(".sa_atten.down." in k for k in sd)
+    assert all(not sd[k].any() for k in sd if ".sa_atten.conv." in k)
   back = tr.convert_state_dict(sd, cfg)
   a, _ = model.apply(variables, frames, keyframes)
   b, _ = model.apply(back, frames, keyframes)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_released_checkpoint_extras_are_ignored(released, caplog):
+  """A real released file also holds the unused ViT (`vit_pos.*`), and one
+  trained without Token Attention still holds its convs."""
+  cfg = configs.get_config("paper,entire_patch_embed=3d")
+  with_vit = dict(released)
+  with_vit["vit_pos.pos_embed"] = np.zeros((1, 197, 512), np.float32)
+  with_vit["vit_pos.blocks.0.attn.qkv.weight"] = np.zeros((1536, 512),
+                                                           np.float32)
+  caplog.set_level("INFO")
+  a = tr.convert_state_dict({"model." + k: v for k, v in with_vit.items()},
+                            cfg)
+  b = tr.convert_state_dict(released, cfg)
+  assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+  assert any("Ignoring 2 'vit_pos.*' tensors" in r.getMessage()
+             for r in caplog.records)
+  off = configs.get_config(
+      "paper,entire_patch_embed=3d,accumulated_attention=False")
+  params = tr.convert_state_dict(released, off)["params"]
+  assert not any("sa_atten" in k for k in params["entire"])
+  # Without Token Attention the convs are skipped only where the stage
+  # exists; an unknown stage's conv is still unexpected.
+  bad = dict(released)
+  bad["long_action_model.layers.7.sa_atten.conv.bias"] = np.zeros(1)
+  with pytest.raises(errors.CheckpointError,
+                     match=r"unexpected keys \(1\): long_action_model.layers.7"):
+    tr.convert_state_dict(bad, off)
 
 
 def test_feature_motion_cannot_load_released_weights(released):

@@ -229,7 +229,10 @@ class Layer(nn.Module):
           Block(dim, heads, window, shifts[j], mlp_ratio)
           for j in range(depth)])
       self.downsample = None if last else PatchMerging(dim)
-    self.sa_atten = TokenAttention(self.downsample) if aa else None
+    # Built whether or not it is used, as in the released model (so its
+    # state dict has the same keys); called only with `aa`.
+    self.sa_atten = TokenAttention(self.downsample)
+    self.aa = aa
 
 
 class Backbone(nn.Module):
@@ -264,7 +267,7 @@ class Backbone(nn.Module):
     for layer in self.layers:
       for blk in layer.blocks:
         x = blk(x)
-      if layer.sa_atten is not None:
+      if layer.aa:
         x, a = layer.sa_atten(x, a)
       if layer.downsample is not None:
         x = layer.downsample(x)

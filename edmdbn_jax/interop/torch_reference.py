@@ -16,13 +16,17 @@ module maps every key to a Flax variable of `edmdbn_jax.models.EDMDBN`:
 Skipped on purpose, and checked: `relative_position_index` buffers (the Flax
 model computes its indices), and `layers.N.sa_atten.down.*`, which the
 released model registers twice (same tensor as `layers.N.downsample.*`); the
-converter verifies they are equal to the downsample weights.
+converter verifies they are equal to the downsample weights. Skipped and
+logged: `vit_pos.*`, the ViT the released model builds but never calls; for
+a model without Token Attention (`accumulated_attention=False`), the
+`sa_atten.conv.*` the released stages build anyway.
 
 NumPy only: torch is needed just to read a `.pt` file (experiments.import_torch).
 """
 
 from typing import Dict, Mapping, Tuple
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -119,8 +123,22 @@ def strip_prefix(state_dict: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
   return dict(state_dict)
 
 
-def _is_skipped(key: str) -> bool:
-  return key.endswith(".relative_position_index") or ".sa_atten.down." in key
+# The released model always builds a ViT (`vit_pos`, 6,508,550 parameters)
+# that its forward pass calls only with `use_pos_vit`, which EDMDBN does not
+# use: its weights are in every released state dict and are ignored here.
+UNUSED_VIT_PREFIX = "vit_pos."
+
+
+def _is_skipped(key: str, config: ml_collections.ConfigDict) -> bool:
+  """Keys of the released state dict the Flax model has no parameter for."""
+  if key.endswith(".relative_position_index") or ".sa_atten.down." in key:
+    return True
+  if key.startswith(UNUSED_VIT_PREFIX):
+    return True
+  # The released stages build Token Attention whether or not it is used, so
+  # a model trained without it still saves its (unused) conv.
+  return (".sa_atten.conv." in key
+          and not config.model.accumulated_attention)
 
 
 def convert_state_dict(state_dict: Mapping[str, np.ndarray],
@@ -140,6 +158,12 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
     CheckpointError naming every missing, unexpected or misshapen key.
   """
   sd = {k: np.asarray(v) for k, v in strip_prefix(state_dict).items()}
+  vit = [k for k in sd if k.startswith(UNUSED_VIT_PREFIX)]
+  if vit:
+    logging.info(
+        "Ignoring %d '%s*' tensors (%d values): the ViT the released model "
+        "builds but EDMDBN never calls.", len(vit), UNUSED_VIT_PREFIX,
+        sum(sd[k].size for k in vit))
   shapes = _flax_shapes(config)["params"]
   flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
   params = {}
@@ -164,7 +188,7 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
       node = node.setdefault(n, {})
     node[names[-1]] = value
   unexpected = sorted(k for k in sd
-                      if k not in used | seen and not _is_skipped(k))
+                      if k not in used | seen and not _is_skipped(k, config))
   # Skipped keys must belong to the model: a duplicate of a downsample that
   # exists, and a buffer of a block that exists.
   for k in sd:
@@ -175,6 +199,10 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
       elif twin in used and not np.array_equal(sd[k], sd[twin]):
         misshapen.append(f"{k}: differs from {twin} (they should be the "
                          "same tensor)")
+    elif ".sa_atten.conv." in k and not config.model.accumulated_attention:
+      stage = k.split(".sa_atten.conv.")[0]
+      if f"{stage}.blocks.0.norm1.weight" not in used:
+        unexpected.append(k)
     elif k.endswith(".relative_position_index"):
       table = k.replace("relative_position_index",
                         "relative_position_bias_table")
@@ -200,10 +228,13 @@ def to_state_dict(variables, config: ml_collections.ConfigDict,
                   ) -> Dict[str, np.ndarray]:
   """Flax variables -> a state dict in the released model's layout.
 
-  Includes the buffers and duplicate keys the released model saves, so the
-  result loads into that model with `strict=True`. A 2D entire-branch
-  embedding is written as the released (8, 4, 4) conv with zeros in the
-  temporal taps that only ever see zero padding.
+  Includes the buffers, duplicate keys and unused Token Attention convs the
+  released model saves. Not included: the released model's unused ViT
+  (`vit_pos.*`), whose layout is not documented (its source is not part of
+  the release); load with `strict=False` and check that the only missing
+  keys start with `vit_pos.`. A 2D entire-branch embedding is written as the
+  released (8, 4, 4) conv with zeros in the temporal taps that only ever
+  see zero padding.
   """
   flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
   sd = {}
@@ -225,9 +256,18 @@ def to_state_dict(variables, config: ml_collections.ConfigDict,
       win = tuple(int(v) for v in config.model.window_size)
       sd[key.replace("bias_table", "index")] = windows.relative_position_index(
           win, win).astype(np.int64)
+  # Every released stage builds Token Attention, used or not (model trained
+  # without it: a placeholder conv, zeros, that its forward never calls),
+  # and the Token Attention holds the stage's merge a second time.
+  for branch in BRANCH_KEYS.values():
+    for i in range(len(config.model.depths)):
+      if f"{branch}.layers.{i}.blocks.0.norm1.weight" not in sd:
+        continue
+      ta = f"{branch}.layers.{i}.sa_atten.conv."
+      if ta + "weight" not in sd:
+        sd[ta + "weight"] = np.zeros((1, 2, 1, 1, 1), np.float32)
+        sd[ta + "bias"] = np.zeros((1,), np.float32)
   for k in list(sd):
     if ".downsample." in k:
-      ta = k.split(".downsample.")[0] + ".sa_atten.conv.weight"
-      if ta in sd:  # the released Token Attention holds the merge twice
-        sd[k.replace(".downsample.", ".sa_atten.down.")] = sd[k]
+      sd[k.replace(".downsample.", ".sa_atten.down.")] = sd[k]
   return sd
