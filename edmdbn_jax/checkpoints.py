@@ -70,6 +70,10 @@ def save_models(directories: Sequence[str], variables: Sequence[Any],
       mgr = ocp.CheckpointManager(
           directory, options=ocp.CheckpointManagerOptions(max_to_keep=1))
       managers.append(mgr)
+      if step in mgr.all_steps():
+        # Rewritten (a fold retrained after a stop between its model and
+        # its result.json): Orbax refuses to overwrite a step.
+        mgr.delete(step)
       mgr.save(step, args=ocp.args.Composite(
           params=ocp.args.StandardSave(params),
           meta=ocp.args.JsonSave(meta)), force=True)

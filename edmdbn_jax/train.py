@@ -350,8 +350,8 @@ def check_workdir(config, workdir: str):
   path = os.path.join(workdir, "config.json")
   current = checkpoints.config_to_json(config)
   if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
+    stored = read_json(path, "delete it to adopt this run's config (the "
+                       "folds' results record what they were trained with).")
     a, b = edmdbn_config.flatten(stored), edmdbn_config.flatten(current)
     diff = sorted(k for k in set(a) | set(b)
                   if k not in RESUME_INVARIANT and a.get(k) != b.get(k))
@@ -364,8 +364,28 @@ def check_workdir(config, workdir: str):
           "reuse it (its checkpoints and results would be mixed with this "
           "run's). Differences:\n" + "\n".join(lines) +
           "\nUse another --workdir, or the original settings to resume.")
-  with open(path, "w") as f:
-    json.dump(current, f, indent=2, sort_keys=True)
+  write_json(path, current, indent=2, sort_keys=True)
+
+
+def write_json(path: str, obj, **kwargs):
+  """Writes JSON atomically: a run killed mid-write leaves the old file (or
+  none), never a truncated one that every later run would fail to read."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, **kwargs)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def read_json(path: str, what_to_do: str):
+  """Reads a run's JSON file; CheckpointError naming it when unreadable."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise errors.CheckpointError(
+        f"{path} is unreadable ({e}): {what_to_do}") from e
 
 
 def fold_dir(workdir: str, fold: Fold) -> str:
@@ -381,8 +401,7 @@ def _ckpt_manager(workdir, fold):
 def load_fold_result(workdir, fold) -> Optional[Dict[str, Any]]:
   path = os.path.join(fold_dir(workdir, fold), "result.json")
   if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
+    return read_json(path, "delete it and run again to retrain this fold.")
   return None
 
 
@@ -596,14 +615,23 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   managers = [_ckpt_manager(workdir, f) for f in group]
   histories = [[] for _ in group]
   start = 0
-  latest = [m.latest_step() for m in managers]
-  # Folds of a group killed between their saves may stand at different
-  # steps (or some at none): the group restarts from the oldest common one.
-  # A fold that already holds a later step skips re-saving it (Orbax saves
-  # only steps past its latest), and training is deterministic per (seed,
-  # fold, epoch, step), so what it holds is what it would have written.
-  if all(s is not None for s in latest):
-    start = min(latest)
+  # Folds of a group may stand at different steps (killed between their
+  # saves, or trained in other groups by an earlier run with another
+  # --fold_parallel or --folds), each holding its last two: the group
+  # restarts from the latest step every fold still holds, else from the
+  # start. A fold that already holds a later step skips re-saving it (Orbax
+  # saves only steps past its latest), and training is deterministic per
+  # (seed, fold, epoch, step), so what it holds is what it would have
+  # written.
+  held = [set(m.all_steps()) for m in managers]
+  common = set.intersection(*held) if held else set()
+  if any(held) and not common:
+    logging.warning(
+        "Folds %s hold no common resume step (%s): training them from the "
+        "first epoch.", [f.name for f in group],
+        {f.name: sorted(h) for f, h in zip(group, held)})
+  if common:
+    start = max(common)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:],
                                                            a.dtype), state)
     restored = []
@@ -704,8 +732,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
               "test_clips": [str(c) for c in clips.clips[f.test_idx]],
               "test_labels": [int(l) for l in clips.labels[f.test_idx]],
               "history": histories[i]}
-    with open(os.path.join(fold_dir(workdir, f), "result.json"), "w") as fh:
-      json.dump(result, fh)
+    write_json(os.path.join(fold_dir(workdir, f), "result.json"), result)
     mgr.close()
     # A finished fold is never retrained (its result.json and model say it
     # is done), so its resume state (parameters and both Adam moments, twice:

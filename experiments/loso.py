@@ -153,6 +153,9 @@ def resolve_config(argv_flags=flags.FLAGS):
     config = edmdbn_config.get_config(variant)
     for path, value in overrides.items():
       _set(config, path, value)
+  if dataset not in BUILDERS:
+    raise errors.ConfigError(
+        f"Unknown dataset {dataset!r}; choose one of {sorted(BUILDERS)}.")
   config.data.dataset = dataset
   baseline = edmdbn_config.get_config(config.get("variant", "paper"))
 

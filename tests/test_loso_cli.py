@@ -12,11 +12,12 @@ from edmdbn_jax import checkpoints
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_loso(*args, data_dir, workdir=None):
+def run_loso(*args, data_dir, workdir=None, dataset="synthetic"):
   env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
              JAX_DISABLE_MOST_OPTIMIZATIONS="true")
-  cmd = [sys.executable, "-m", "experiments.loso", "--dataset=synthetic",
-         "--config.data.variant=test", "--config.data.image_size=32",
+  cmd = [sys.executable, "-m", "experiments.loso"]
+  cmd += [f"--dataset={dataset}"] if dataset else []
+  cmd += ["--config.data.variant=test", "--config.data.image_size=32",
          "--config.model.depths=(1,1,1)", "--config.model.embed_dim=16",
          "--config.train.progress=False", f"--data_dir={data_dir}"]
   if workdir:
@@ -82,6 +83,10 @@ def test_contradictory_and_impossible_settings_fail_early(data_dir, tmp_path):
   assert r.returncode == 2 and "4-class" in r.stderr
   r = run_loso("--branches=three", data_dir=data_dir, workdir=tmp_path / "e")
   assert r.returncode != 0 and "branches" in r.stderr
+  r = run_loso("--config.data.dataset=casme", data_dir=data_dir,
+               workdir=tmp_path / "f", dataset=None)
+  assert r.returncode == 2 and "Unknown dataset 'casme'" in r.stderr
+  assert "Traceback" not in r.stderr
 
 
 def test_final_model_is_saved_and_loadable(data_dir, tmp_path):

@@ -226,6 +226,82 @@ def test_resume_when_folds_of_a_group_stopped_apart(clips, tmp_path,
   assert resumed["aggregated"] == full["aggregated"]
 
 
+def _interrupt_at(monkeypatch, at_epoch):
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    if epoch == at_epoch:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  return lambda: monkeypatch.setattr(progress.LosoProgress, "epoch_done",
+                                     original)
+
+
+def test_resume_when_folds_hold_no_common_step(clips, tmp_path, monkeypatch):
+  """Run 1 (3 folds at once) stops at epoch 3: every fold holds steps 2, 3.
+  Run 2 (one fold) takes s1 to epoch 6 and stops: it holds 4, 5. Run 3 (3 at
+  once again) has no step all folds hold: it restarts the group and ends
+  where an uninterrupted run does."""
+  cfg = tiny_config(epochs=6, fold_parallel="3")
+  full = train.train_and_evaluate(cfg, str(tmp_path / "full"), clips=clips)
+  restore = _interrupt_at(monkeypatch, 3)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  restore()
+  restore = _interrupt_at(monkeypatch, 6)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny_config(epochs=6, fold_parallel="1",
+                                         folds=("fake/s1",)),
+                             str(tmp_path / "cut"), clips=clips)
+  restore()
+  states = tmp_path / "cut" / "folds"
+  held = {f: sorted(int(p.name) for p in (states / f / "train_state").iterdir()
+                    if p.name.isdigit())
+          for f in ("fake_s0", "fake_s1", "fake_s2")}
+  assert held == {"fake_s0": [2, 3], "fake_s1": [4, 5], "fake_s2": [2, 3]}
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  hf = _histories(tmp_path / "full", clips)
+  hc = _histories(tmp_path / "cut", clips)
+  for s in hf:
+    assert [h["epoch"] for h in hc[s]] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
+  assert resumed["aggregated"] == full["aggregated"]
+
+
+def test_stop_between_fold_models_and_results_resumes(clips, tmp_path,
+                                                      monkeypatch):
+  """Killed after the group's models were saved but before result.json:
+  the fold retrains and its model is rewritten (not refused)."""
+  cfg = tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3")
+  full = train.train_and_evaluate(cfg, str(tmp_path / "full"), clips=clips)
+  real = train.write_json
+  written = []
+
+  def die_on_second_result(path, obj, **kw):
+    if path.endswith("result.json"):
+      written.append(path)
+      if len(written) == 2:
+        raise KeyboardInterrupt
+    real(path, obj, **kw)
+
+  monkeypatch.setattr(train, "write_json", die_on_second_result)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  monkeypatch.setattr(train, "write_json", real)
+  second = tmp_path / "cut" / "folds" / "fake_s1"
+  assert (second / "model").is_dir() and not (second / "result.json").exists()
+  assert not (second / "result.json.tmp").exists()
+  resumed = train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  assert resumed["aggregated"] == full["aggregated"]
+  # A truncated result file is named, with what to do.
+  (second / "result.json").write_text('{"subject": ')
+  with pytest.raises(errors.CheckpointError,
+                     match=r"fake_s1/result.json is unreadable.*delete it"):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+
+
 def test_checkpoint_cadence_in_epochs_and_minutes():
   due = train.checkpoint_due
   assert [due(d, 6, 2, 0.0, 0.0) for d in range(1, 7)] == [
