@@ -36,7 +36,8 @@ def test_two_fold_run_writes_labelled_results(data_dir, tmp_path):
   r = run_loso("--folds=s01,s02", "--epochs=2", "--warmup_epochs=1",
                "--num_classes=3", data_dir=data_dir, workdir=work)
   assert r.returncode == 0, r.stderr[-3000:]
-  assert "aggregated over all folds (MEGC rule, headline), fixed" in r.stdout
+  assert ("PARTIAL 2/" in r.stdout and "aggregated over all folds (MEGC "
+          "pooling), fixed budget (last epoch)" in r.stdout)
   res = json.loads((work / "results.json").read_text())
   assert res["protocol"]["folds"] == 2
   total = res["protocol"]["subjects_total"]

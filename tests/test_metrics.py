@@ -99,7 +99,17 @@ def test_reports_label_their_protocol(tmp_path):
     out = tmp_path / sel
     report.write_all(res, folds, str(out), ["neg", "pos", "sur"])
     md = (out / "results.md").read_text()
-    assert "aggregated over all folds (MEGC rule, headline)" in md
+    # Only the fixed budget is the MEGC protocol's headline; every
+    # test-selected row says so.
+    if sel == "fixed":
+      assert ("aggregated over all folds (MEGC pooling, headline), fixed "
+              "budget (last epoch)") in md
+    else:
+      assert "headline" not in md
+      rows = [l for l in md.splitlines() if l.startswith("| ")
+              and "test_best" in l]
+      assert len(rows) == 4 and all(
+          "SELECTED ON TEST, optimistic" in l for l in rows)
     assert "absent classes: zero" in md
     assert ("SELECTED ON TEST DATA" in md) == (sel == "test_best")
     import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
@@ -107,8 +117,23 @@ def test_reports_label_their_protocol(tmp_path):
     rows = (out / "predictions.csv").read_text().splitlines()
     assert len(rows) == 6 and rows[0].startswith("fold,dataset,clip")
     assert rows[1].split(",")[5] == sel
+    assert rows[1].split(",")[7] == "complete"
     log = (out / "megc_log.txt").read_text().splitlines()
     assert log[1].split("\t")[:5] == ["d", "s1", "s1_0", "0", "0"]
     assert log[1].split("\t")[-1] == sel
     corner = (out / "confusion.csv").read_text().splitlines()[0]
-    assert f"selection {sel}" in corner
+    assert report.selection_label(sel) in corner
+    assert "PARTIAL" not in corner
+  # A partial run says so in every row and in the confusion title.
+  res = metrics.summarize(folds, 3, ["neg", "pos", "sur"], selection="fixed")
+  res["protocol"].update(complete=False, subjects_total=5)
+  report.write_all(res, folds, str(tmp_path / "part"), ["neg", "pos", "sur"])
+  md = (tmp_path / "part" / "results.md").read_text()
+  rows = [l for l in md.splitlines() if l.startswith("| ") and "UF1" not in l
+          and "---" not in l]
+  assert rows and all("PARTIAL 2/5 subjects" in l for l in rows)
+  assert "headline" not in md
+  corner = (tmp_path / "part" / "confusion.csv").read_text().splitlines()[0]
+  assert "PARTIAL 2/5 subjects" in corner
+  pred = (tmp_path / "part" / "predictions.csv").read_text().splitlines()
+  assert pred[1].split(",")[7] == "partial"

@@ -169,8 +169,9 @@ def summarize(fold_results: Sequence[FoldResult], num_classes: int,
           "selection": selection,
           "selection_note": SELECTION_NOTES[selection],
           "aggregation_note": (
-              "'aggregated' pools all folds' predictions (MEGC rule, the "
-              "headline); 'per_fold_mean' averages per-subject scores under "
+              "'aggregated' pools all folds' predictions (MEGC pooling; the "
+              "headline with selection 'fixed'); 'per_fold_mean' averages "
+              "per-subject scores under "
               "the stated rule for classes absent from a subject"),
           "note": protocol_note,
       },

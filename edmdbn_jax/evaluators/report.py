@@ -15,8 +15,26 @@ def _f(x):
       f"{x:.4f}")
 
 
+SELECTION_LABELS = {"fixed": "fixed budget (last epoch)",
+                    "test_best": "test_best (SELECTED ON TEST, optimistic)"}
+
+
+def selection_label(selection: str) -> str:
+  """How a row names its model selection (test selection always flagged)."""
+  return SELECTION_LABELS.get(selection, selection)
+
+
+def partial_label(protocol: Dict[str, Any]) -> str:
+  """'' for a complete LOSO, else 'PARTIAL k/N subjects, '."""
+  if protocol.get("complete", True):
+    return ""
+  return (f"PARTIAL {protocol['folds']}/{protocol['subjects_total']} "
+          "subjects, ")
+
+
 def markdown_table(results: Dict[str, Any]) -> str:
   p = results["protocol"]
+  sel = selection_label(p["selection"])
   lines = []
   if not p.get("complete", True):
     lines.append(f"**Partial: {p['folds']} of {p['subjects_total']} subjects "
@@ -31,21 +49,26 @@ def markdown_table(results: Dict[str, Any]) -> str:
       f"{p.get('note', '')}", "",
       "| protocol | UF1 | UAR | accuracy |", "|---|---|---|---|"]
   a = results["aggregated"]
-  lines.append(f"| aggregated over all folds (MEGC rule, headline), "
-               f"{p['selection']} | {_f(a['uf1'])} | {_f(a['uar'])} | "
+  # The MEGC protocol is pooling *and* a fixed budget: only a fixed-budget
+  # row is the headline.
+  part = partial_label(p)
+  head = ", headline" if p["selection"] == "fixed" and not part else ""
+  lines.append(f"| {part}aggregated over all folds (MEGC pooling{head}), "
+               f"{sel} | {_f(a['uf1'])} | {_f(a['uar'])} | "
                f"{_f(a['accuracy'])} |")
   for rule, sc in results["per_fold_mean"].items():
-    lines.append(f"| mean over {sc['folds']} folds, absent classes: {rule}, "
-                 f"{p['selection']} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
+    lines.append(f"| {part}mean over {sc['folds']} folds, absent classes: "
+                 f"{rule}, {sel} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
                  f"{_f(sc['accuracy'])} |")
   for src, sc in results.get("per_source", {}).items():
-    lines.append(f"| aggregated, source {src} ({sc['n']} clips), "
-                 f"{p['selection']} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
+    lines.append(f"| {part}aggregated, source {src} ({sc['n']} clips), "
+                 f"{sel} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
                  f"{_f(sc['accuracy'])} |")
   other = results.get("other_selection")
   if other:
     o = other["aggregated"]
-    lines.append(f"| for comparison: aggregated, {other['selection']} | "
+    lines.append(f"| for comparison: {part}aggregated, "
+                 f"{selection_label(other['selection'])} | "
                  f"{_f(o['uf1'])} | {_f(o['uar'])} | {_f(o['accuracy'])} |")
   names = results["class_names"]
   lines += ["", "Per class (aggregated): " + ", ".join(
@@ -114,11 +137,13 @@ def megc_prediction_log(fold_results, class_names, path, selection):
                 f"{selection}\n")
 
 
-def write_predictions(fold_results, class_names, path, selection):
+def write_predictions(fold_results, class_names, path, selection,
+                      complete=True):
+  """One row per clip; `loso` says whether every subject was held out."""
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["fold", "dataset", "clip", "true", "predicted", "selection",
-                "epoch"] + [f"p_{c}" for c in class_names])
+                "epoch", "loso"] + [f"p_{c}" for c in class_names])
     for fr in fold_results:
       probs = None
       if fr.logits is not None:
@@ -127,7 +152,8 @@ def write_predictions(fold_results, class_names, path, selection):
         probs = z / z.sum(-1, keepdims=True)
       for i, (clip, src) in enumerate(zip(fr.clips, fr.datasets)):
         row = [fr.subject, src, clip, class_names[int(fr.labels[i])],
-               class_names[int(fr.preds[i])], selection, fr.epoch]
+               class_names[int(fr.preds[i])], selection, fr.epoch,
+               "complete" if complete else "partial"]
         row += ([f"{p:.4f}" for p in probs[i]] if probs is not None
                 else [""] * len(class_names))
         w.writerow(row)
@@ -140,11 +166,13 @@ def write_all(results, fold_results, workdir, class_names):
     f.write(markdown_table(results))
   a = results["aggregated"]
   p = results["protocol"]
-  title = (f"LOSO, {p['folds']} folds, aggregated, selection "
-           f"{p['selection']}: UF1 {_f(a['uf1'])}, UAR {_f(a['uar'])}")
+  title = (f"{partial_label(p)}LOSO, {p['folds']} folds, aggregated, "
+           f"{selection_label(p['selection'])}: UF1 {_f(a['uf1'])}, "
+           f"UAR {_f(a['uar'])}")
   save_confusion(a["confusion"], class_names, workdir, title)
   write_predictions(fold_results, class_names,
-                    os.path.join(workdir, "predictions.csv"), p["selection"])
+                    os.path.join(workdir, "predictions.csv"), p["selection"],
+                    complete=p.get("complete", True))
   megc_prediction_log(fold_results, class_names,
                       os.path.join(workdir, "megc_log.txt"), p["selection"])
   with open(os.path.join(workdir, "results.json"), "w") as f:
