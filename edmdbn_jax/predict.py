@@ -162,8 +162,10 @@ class Predictor:
     estimated = apex is None
     if estimated:
       # Face first (a video without a face fails with NoFaceError, not as a
-      # still image); the apex is then estimated on the aligned crops, as
-      # the builders do for clips without an annotated apex.
+      # still image); the apex is then estimated on the aligned crops: the
+      # frame most different from the onset (the builders' 'max_diff' rule;
+      # for SMIC-HS, whose clips have no apex, they default to the middle
+      # frame, which on a whole video need not be near the expression).
       aligned = self.preprocessor.process_clip(list(frames[o:f + 1]), source)
       apex = o + estimate_apex(aligned)
       if apex == o:
@@ -196,10 +198,14 @@ class Predictor:
     return self.predict_array(frames, onset, apex, offset, source=path)
 
   def predict_frames(self, directory: str, onset=None, apex=None,
-                     offset=None):
-    """Keyframes are the frame numbers in the file names (as annotations)."""
+                     offset=None, prefix: Optional[str] = None):
+    """Keyframes are the frame numbers in the file names (as annotations).
+
+    `prefix`: only the frames named `<prefix><number>` (a folder holding two
+    families of frames, e.g. SMIC's `image*` and `reg_image*`).
+    """
     from edmdbn_jax.preprocess import io  # pylint: disable=g-import-not-at-top
-    paths = io.list_frames(directory)
+    paths = io.list_frames(directory, prefix=prefix)
     numbers = [io.frame_number(p) for p in paths]
     index = {n: i for i, n in enumerate(numbers)}
 

@@ -13,6 +13,7 @@ them); exits non-zero with a message on bad input.
 """
 
 import json
+import os
 import sys
 
 from absl import app
@@ -45,6 +46,9 @@ def define_flags():
   flags.DEFINE_list("classes", None, "Expected class set: a count "
                     "(e.g. 5) or names; refuses a model for "
                     "another class set.")
+  flags.DEFINE_string("prefix", None, "With --frames: only the frames "
+                      "named <prefix><number> (a folder holding two families "
+                      "of frames, e.g. SMIC's image* and reg_image*).")
   flags.DEFINE_string("heatmap", None, "Write a Grad-CAM panel PNG.")
   flags.DEFINE_string("json", None, "Write the result as JSON.")
 
@@ -59,6 +63,20 @@ def main(argv):
     raise app.UsageError("--checkpoint is required.")
   if bool(FLAGS.video) == bool(FLAGS.frames):
     raise app.UsageError("Pass exactly one of --video and --frames.")
+  if FLAGS.prefix and not FLAGS.frames:
+    raise app.UsageError("--prefix applies to --frames only.")
+  # Output paths are checked before the work, not after it.
+  heatmap = FLAGS.heatmap
+  if heatmap:
+    suffix = os.path.splitext(heatmap)[1].lower()
+    if not suffix:
+      heatmap += ".png"
+    elif suffix not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
+      raise app.UsageError(f"--heatmap={heatmap}: use a .png, .jpg, .pdf or "
+                           ".svg file name.")
+  for out in (heatmap, FLAGS.json):
+    if out:
+      os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   try:
     predictor = predict.Predictor(FLAGS.checkpoint, FLAGS.classes,
                                   align=FLAGS.align, upsample=FLAGS.upsample)
@@ -67,7 +85,8 @@ def main(argv):
                                        FLAGS.apex, FLAGS.offset)
     else:
       result = predictor.predict_frames(FLAGS.frames, FLAGS.onset,
-                                        FLAGS.apex, FLAGS.offset)
+                                        FLAGS.apex, FLAGS.offset,
+                                        prefix=FLAGS.prefix)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -77,12 +96,13 @@ def main(argv):
   for name, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]):
     print(f"  {name:>12s}: {p:.3f}")
   print(f"predicted: {d['predicted']}")
-  if FLAGS.heatmap:
-    result.save_heatmap(FLAGS.heatmap)
-    print(f"heatmap: {FLAGS.heatmap}")
+  if heatmap:
+    result.save_heatmap(heatmap)
+    print(f"heatmap: {heatmap}")
   if FLAGS.json:
-    with open(FLAGS.json, "w") as f:
+    with open(FLAGS.json, "w", encoding="utf-8") as f:
       json.dump(d, f, indent=2)
+    print(f"json: {FLAGS.json}")
 
 
 if __name__ == "__main__":

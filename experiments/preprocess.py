@@ -72,9 +72,18 @@ def find_clips(root: pathlib.Path, output: pathlib.Path
     raise errors.DataError(f"{root}: no such file or folder.")
   out = output.resolve()
   clips = []
-  for dirpath, dirnames, filenames in os.walk(root):
+  # Linked clip folders are followed (trees are often assembled with
+  # links); each real folder is visited once, so a link loop ends.
+  seen = {root.resolve()}
+  for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
     d = pathlib.Path(dirpath)
-    dirnames[:] = sorted(n for n in dirnames if (d / n).resolve() != out)
+    keep = []
+    for n in sorted(dirnames):
+      real = (d / n).resolve()
+      if real != out and real not in seen:
+        seen.add(real)
+        keep.append(n)
+    dirnames[:] = keep
     rel = d.relative_to(root).as_posix()
     if any(pio.is_image(n) for n in filenames):
       clips.append((rel, d, "frames"))
@@ -144,6 +153,8 @@ def _preprocessor(image_size, align, upsample, face_rule):
 def process_one(task) -> tuple[str, dict]:
   """Processes one clip; returns (relative path, report entry). Never raises."""
   rel, source, kind, out_dir, settings, prefix = task
+  dest = pathlib.Path(out_dir) / rel
+  stems = []
   try:
     if kind == "video":
       images = list(pio.read_video(source))
@@ -157,19 +168,41 @@ def process_one(task) -> tuple[str, dict]:
             "img1.png); remove the duplicates.")
       images = [pio.load_image(p) for p in paths]
     crops = _preprocessor(**settings).process_clip(images, clip=str(source))
-    dest = pathlib.Path(out_dir) / rel
     dest.mkdir(parents=True, exist_ok=True)
     for stem, crop in zip(stems, crops):
       target = dest / f"{stem}.png"
-      if not cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-        raise errors.DataError(f"{target}: could not write the frame.")
-    return rel, {"status": "ok", "source": str(source),
-                 "frames": int(len(crops))}
+      ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+      if not ok:
+        raise errors.DataError(f"{target}: could not encode the frame.")
+      png.tofile(str(target))  # non-ASCII paths on every platform
+    stale = _remove_stale_frames(dest, keep=stems)
+    entry = {"status": "ok", "source": str(source),
+             "frames": int(len(crops))}
+    if stale:
+      entry["removed_stale_frames"] = stale
+    return rel, entry
   except Exception as e:  # pylint: disable=broad-except
     # Reported per clip (report.json, failures.txt, exit code), not skipped.
     reason = str(e) if isinstance(e, errors.EdmdbnError) else (
         f"{type(e).__name__}: {e}")
-    return rel, {"status": "failed", "source": str(source), "reason": reason}
+    entry = {"status": "failed", "source": str(source), "reason": reason}
+    # Frames an earlier run wrote for this clip would pass for this run's.
+    stale = _remove_stale_frames(dest, keep=[])
+    if stale:
+      entry["removed_stale_frames"] = stale
+    return rel, entry
+
+
+def _remove_stale_frames(dest: pathlib.Path, keep) -> int:
+  """Deletes the clip's PNG frames (not sub-clips) an earlier run left."""
+  if not dest.is_dir():
+    return 0
+  keep = set(keep)
+  stale = [p for p in dest.iterdir()
+           if p.is_file() and p.suffix == ".png" and p.stem not in keep]
+  for p in stale:
+    p.unlink()
+  return len(stale)
 
 
 def run(input_path, output, image_size=224, align=True, workers=1,
@@ -213,9 +246,12 @@ def run(input_path, output, image_size=224, align=True, workers=1,
                 num_clips=len(results), num_ok=len(results) - len(failed),
                 num_failed=len(failed), seconds=round(time.time() - start, 2),
                 clips=dict(sorted(results.items())))
-  (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+  (out / "report.json").write_text(
+      json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+      encoding="utf-8")
   (out / "failures.txt").write_text(
-      "".join(f"{r}\t{e['reason']}\n" for r, e in failed.items()))
+      "".join(f"{r}\t{e['reason']}\n" for r, e in failed.items()),
+      encoding="utf-8")
   return report
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -174,6 +175,22 @@ def test_predict_frames_with_keyframes_as_frame_numbers(predictor, files):
   np.testing.assert_allclose(same.cams, pred.cams, atol=1e-5)
 
 
+def test_predict_frames_with_a_prefix_in_a_two_family_folder(
+    predictor, files, tmp_path):
+  both = tmp_path / "both"
+  shutil.copytree(files["frames"], both)
+  for p in list(both.iterdir()):  # SMIC-like: image<n> beside reg_image<n>
+    shutil.copy(p, both / p.name.replace("img", "reg_img"))
+  with pytest.raises(errors.DataError, match=r"2 families.*experiments.predict"):
+    predictor.predict_frames(str(both), onset=102, apex=106, offset=110)
+  pred = predictor.predict_frames(str(both), onset=102, apex=106, offset=110,
+                                  prefix="reg_img")
+  ref = predictor.predict_frames(str(files["frames"]), onset=102, apex=106,
+                                 offset=110)
+  np.testing.assert_allclose(pred.probabilities, ref.probabilities,
+                             rtol=1e-6)
+
+
 def test_predict_frames_estimates_the_apex_inside_a_sub_range(predictor,
                                                              files):
   pred = predictor.predict_frames(str(files["frames"]), onset=FIRST_NUMBER,
@@ -185,11 +202,12 @@ def test_predict_frames_estimates_the_apex_inside_a_sub_range(predictor,
 
 
 def test_cli_writes_probabilities_json_and_heatmap(files, tmp_path):
-  out = tmp_path / "r.json"
+  out = tmp_path / "new_folder" / "r.json"  # folders are made first
   png = tmp_path / "r.png"
   proc = _cli(files, f"--frames={files['frames']}", "--onset=101",
               "--apex=106", "--offset=110", f"--json={out}",
-              f"--heatmap={png}", "--classes=5")
+              f"--heatmap={tmp_path / 'r'}", "--classes=5")
+  assert f"heatmap: {png}" in proc.stdout
   assert proc.returncode == 0, proc.stderr
   d = json.loads(out.read_text())
   assert sum(d["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -313,6 +331,9 @@ def test_cli_exits_non_zero_with_a_message_on_bad_input(files, bad):
        [f"--video={files['video']}", "--classes=" + ",".join(CLASSES)],
        2, r"^error: .*predicts \('negative', 'positive', 'surprise'\), not"),
       ("no_input", model, [], 1, "exactly one of --video and --frames"),
+      ("heatmap_suffix", model, [f"--video={files['video']}",
+                                 "--heatmap=x.xyz"], 1,
+       r"--heatmap=x.xyz: use a .png"),
       ("stray_argument", model, [f"--video={files['video']}", "extra"], 1,
        r"Unexpected arguments: \['extra'\]"),
   ]

@@ -227,6 +227,24 @@ def test_list_frames_refuses_two_frame_families(tmp_path):
       "006_05562.jpg", "006_5563.JPG", "006_05564.png"]
 
 
+def test_list_frames_refuses_two_files_with_one_number(tmp_path):
+  img = np.zeros((4, 4, 3), np.uint8)
+  for name in ("img1.jpg", "img2.jpg", "img01.png"):
+    _write(tmp_path / name, img)
+  with pytest.raises(errors.DataError,
+                     match=r"1 frame number\(s\) held by two files "
+                           r"\(img01.png and img1.jpg\).*Remove"):
+    pio.list_frames(tmp_path)
+
+
+def test_align_refuses_frames_of_another_size(head):
+  big = cv2.resize(head, None, fx=2, fy=2)
+  with pytest.raises(errors.DataError,
+                     match=r"c: frame 1 is 560x600 px but the onset frame is "
+                           r"280x300"):
+    FacePreprocessor(image_size=48).process_clip([head, big], clip="c")
+
+
 def test_load_image_channels(tmp_path):
   grey = (np.arange(12 * 10) % 256).astype(np.uint8).reshape(12, 10)
   cv2.imwrite(str(tmp_path / "g1.png"), grey)
@@ -259,6 +277,20 @@ def test_read_video(tmp_path):
   np.testing.assert_allclose(video[:, 12, 16, 0], [0, 40, 80, 120, 160],
                              atol=4)
   assert video[..., 2].max() < 8
+  # A cut-off file: fewer frames decode than its header declares.
+  long = tmp_path / "long.avi"
+  writer = cv2.VideoWriter(str(long), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                           (32, 24))
+  rng = np.random.default_rng(0)
+  for _ in range(12):
+    writer.write(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+  writer.release()
+  assert read_video(long).shape[0] == 12
+  cut = tmp_path / "cut.avi"
+  cut.write_bytes(long.read_bytes()[:int(long.stat().st_size * 0.6)])
+  with pytest.raises(errors.DataError,
+                     match=r"cut.avi: only \d+ of the 12 frames"):
+    read_video(cut)
   (tmp_path / "broken.avi").write_bytes(b"garbage")
   with pytest.raises(errors.DataError, match="broken.avi"):
     read_video(tmp_path / "broken.avi")
@@ -302,6 +334,29 @@ def test_cli_tree_with_a_failing_clip(tmp_path, head):
              "--noalign", "--allow_failures")
   assert res.returncode == 0, res.stderr
   assert json.loads((out / "report.json").read_text())["num_failed"] == 0
+
+
+def test_cli_follows_linked_clips_and_removes_stale_frames(tmp_path, head):
+  src, out = tmp_path / "in", tmp_path / "out"
+  for n in (1, 2, 3):
+    _write(src / "sub01" / "EP01" / f"img{n}.jpg", head)
+    _write(tmp_path / "elsewhere" / "EP02" / f"img{n}.jpg", head)
+  (src / "sub01" / "EP02").symlink_to(tmp_path / "elsewhere" / "EP02")
+  (src / "sub01" / "loop").symlink_to(src)  # visited once, no endless walk
+  res = _cli(f"--input={src}", f"--output={out}", "--image_size=32",
+             "--noalign")
+  assert res.returncode == 0, res.stderr
+  report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+  assert sorted(report["clips"]) == ["sub01/EP01", "sub01/EP02"]
+  # The source loses a frame: the rerun leaves no stale output frame.
+  (src / "sub01" / "EP01" / "img3.jpg").unlink()
+  res = _cli(f"--input={src}", f"--output={out}", "--image_size=32",
+             "--noalign")
+  assert res.returncode == 0, res.stderr
+  assert sorted(p.name for p in (out / "sub01" / "EP01").iterdir()) == [
+      "img1.png", "img2.png"]
+  report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+  assert report["clips"]["sub01/EP01"]["removed_stale_frames"] == 1
 
 
 def test_cli_video(tmp_path, head):

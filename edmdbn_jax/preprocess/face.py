@@ -163,8 +163,8 @@ def align_frames(frames: Sequence[np.ndarray], clip: str = "clip",
   """OpenFace 3-point alignment estimated on the onset, applied to all frames.
 
   Args:
-    frames: N uint8 (H, W, 3) RGB frames (sizes may differ); frames[0] is the
-      onset.
+    frames: N uint8 (H, W, 3) RGB frames of one size (the transform found
+      on the onset is applied to every frame); frames[0] is the onset.
     clip: name used in error messages.
     image_size: S, side of the aligned images.
     upsample: dlib upsampling passes.
@@ -176,6 +176,13 @@ def align_frames(frames: Sequence[np.ndarray], clip: str = "clip",
     landmarks_aligned: float32 (68, 2) onset landmarks mapped by `affine`.
   """
   frames = _check_frames(frames, clip)
+  for i, f in enumerate(frames):
+    if f.shape != frames[0].shape:
+      raise errors.DataError(
+          f"{clip}: frame {i} is {f.shape[1]}x{f.shape[0]} px but the onset "
+          f"frame is {frames[0].shape[1]}x{frames[0].shape[0]}; the onset's "
+          "alignment applies to every frame only if all have its size. "
+          "Re-extract the clip's frames at one size.")
   points = landmarks(frames[0], upsample=upsample, face_rule=face_rule,
                      clip=clip)
   src = points[list(TEMPLATE_INDICES)].astype(np.float32)

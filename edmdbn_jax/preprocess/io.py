@@ -130,9 +130,18 @@ def list_frames(directory: PathLike,
           f"frames: {listed}. Taken together they would interleave into one "
           "wrong clip. Choose one by its file-name prefix (one of "
           f"{prefixes}): list_frames(..., prefix=...), or --prefix for "
-          "experiments.preprocess; or move the other frames out of the "
-          "folder.")
-  return sorted(paths, key=lambda p: (frame_number(p), p.name))
+          "experiments.preprocess and experiments.predict; or move the other "
+          "frames out of the folder.")
+  paths = sorted(paths, key=lambda p: (frame_number(p), p.name))
+  clashes = [(a.name, b.name) for a, b in zip(paths, paths[1:])
+             if frame_number(a) == frame_number(b)]
+  if clashes:
+    listed = ", ".join(f"{a} and {b}" for a, b in clashes[:5])
+    raise errors.DataError(
+        f"{directory}: {len(clashes)} frame number(s) held by two files "
+        f"({listed}); a clip needs one file per frame. Remove the extra "
+        "files.")
+  return paths
 
 
 def load_image(path: PathLike) -> np.ndarray:
@@ -205,6 +214,7 @@ def read_video(path: PathLike) -> np.ndarray:
       raise errors.DataError(
           f"{path}: OpenCV cannot open this video; convert it to MJPG .avi "
           "or H.264 .mp4, or extract its frames into a folder.")
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     frames = []
     while True:
       ok, frame = cap.read()
@@ -219,6 +229,12 @@ def read_video(path: PathLike) -> np.ndarray:
     raise errors.DataError(
         f"{path}: the video yields no frames (empty or unsupported codec); "
         "convert it or extract its frames into a folder.")
+  if 0 < len(frames) < declared:
+    raise errors.DataError(
+        f"{path}: only {len(frames)} of the {declared} frames its header "
+        "declares could be decoded (a cut-off or damaged file). Re-download "
+        "or re-encode it; if it plays in full, extract its frames into a "
+        "folder (e.g. ffmpeg -i VIDEO DIR/img%d.png) and use the folder.")
   shapes = {f.shape for f in frames}
   if len(shapes) != 1:
     raise errors.DataError(f"{path}: frames change size {sorted(shapes)}.")
