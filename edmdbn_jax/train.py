@@ -344,9 +344,9 @@ def make_mesh(num_folds: int, batch: int) -> Mesh:
 # ---------------------------------------------------------------------------
 # Run directory: config check, per-fold checkpoints and results.
 # ---------------------------------------------------------------------------
-def check_workdir(config, workdir: str):
-  """Writes config.json, or refuses a workdir made with a different config."""
-  os.makedirs(workdir, exist_ok=True)
+def check_workdir(config, workdir: str, write: bool = True):
+  """Refuses a workdir made with a different config; then (with `write`)
+  writes config.json."""
   path = os.path.join(workdir, "config.json")
   current = checkpoints.config_to_json(config)
   if os.path.exists(path):
@@ -364,7 +364,9 @@ def check_workdir(config, workdir: str):
           "reuse it (its checkpoints and results would be mixed with this "
           "run's). Differences:\n" + "\n".join(lines) +
           "\nUse another --workdir, or the original settings to resume.")
-  write_json(path, current, indent=2, sort_keys=True)
+  if write:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(path, current, indent=2, sort_keys=True)
 
 
 def write_json(path: str, obj, **kwargs):
@@ -509,7 +511,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # 1. Config checks, before any work.
   validate(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  check_workdir(config, workdir)
+  check_workdir(config, workdir, write=False)  # before loading any data
   t = config.train
   cw_mode = resolve_class_weights(config)
 
@@ -523,6 +525,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         f"model.num_classes={k}.")
   final_model = bool(t.get("final_model", False))
   folds = make_folds(clips, list(t.get("folds", ()) or ()), final_model)
+  # Written once the folds are known to exist (a --folds typo leaves no
+  # run directory behind).
+  check_workdir(config, workdir)
   todo = [f for f in folds if load_fold_result(workdir, f) is None]
   logging.info("%d folds, %d already finished, %d to train.", len(folds),
                len(folds) - len(todo), len(todo))
@@ -740,11 +745,15 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
     shutil.rmtree(str(mgr.directory), ignore_errors=True)
 
 
-def select_epoch(history: List[Dict[str, Any]], selection: str):
+def select_epoch(history: List[Dict[str, Any]], selection: str,
+                 fold: str = "a fold"):
   """The scored record of a fold: last evaluated epoch, or best on test."""
   evaluated = [h for h in history if "logits" in h]
   if not evaluated:
-    raise errors.CheckpointError("A finished fold has no evaluation.")
+    raise errors.CheckpointError(
+        f"The result.json of {fold} holds no evaluated epoch (was it "
+        "written by another version?); delete the fold's result.json to "
+        "retrain it.")
   if selection == "fixed":
     return evaluated[-1]
   # test_best: highest held-out UF1, then accuracy; the earliest on ties.
@@ -756,7 +765,7 @@ def fold_results(histories, folds, clips, selection):
   """FoldResults of `selection` from each fold's per-epoch history."""
   out = []
   for f, history in zip(folds, histories):
-    rec = select_epoch(history, selection)
+    rec = select_epoch(history, selection, f"fold {f.subject}")
     logits = np.asarray(rec["logits"], np.float32)
     out.append(metrics_lib.FoldResult(
         subject=f.subject, labels=clips.labels[f.test_idx],

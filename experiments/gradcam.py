@@ -133,6 +133,10 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
           f"or left out by --config.train.folds); folds with a model: "
           f"{done}.")
   model, variables, _, class_names = checkpoints.load_model(model_dir)
+  if target != "fused" and model.branches not in ("both", target):
+    raise errors.ConfigError(
+        f"{model_dir} has no {target} branch (branches={model.branches!r}); "
+        f"use --target=fused or --target={model.branches}.")
   if tuple(class_names) != tuple(clips.class_names):
     raise errors.CheckpointError(
         f"{model_dir} was trained for classes {class_names}, the run's "

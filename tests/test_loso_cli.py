@@ -80,6 +80,7 @@ def test_contradictory_and_impossible_settings_fail_early(data_dir, tmp_path):
   r = run_loso("--folds=s99", "--epochs=1", "--warmup_epochs=0",
                data_dir=data_dir, workdir=tmp_path / "c")
   assert r.returncode == 2 and "s99" in r.stderr
+  assert not (tmp_path / "c").exists()  # no stub run directory left
   r = run_loso("--num_classes=4", data_dir=data_dir, workdir=tmp_path / "d")
   assert r.returncode == 2 and "4-class" in r.stderr
   r = run_loso("--branches=three", data_dir=data_dir, workdir=tmp_path / "e")
