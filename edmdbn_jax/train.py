@@ -73,20 +73,56 @@ EVAL_BATCH = 16
 # ---------------------------------------------------------------------------
 # Schedule and class weights.
 # ---------------------------------------------------------------------------
-def learning_rate(step, steps_per_epoch, *, peak, warmup_epochs, epochs):
-  """Linear warm-up from 0 to `peak` over `warmup_epochs`, then cosine to 0.
+SCHEDULES = ("warmup_cosine", "released")
 
-  Per step, in units of the fold's own epochs (folds differ in size). Works
-  on traced values; equals optax.warmup_cosine_decay_schedule(0, peak,
-  warmup_steps, total_steps, 0) for integer step counts.
+
+def learning_rate(step, steps_per_epoch, *, peak, warmup_epochs, epochs,
+                  schedule="warmup_cosine", floor=0.0):
+  """The learning rate of a step, in units of the fold's own epochs.
+
+  'warmup_cosine' (the paper): linear warm-up from `floor` to `peak` over
+  `warmup_epochs`, then cosine to `floor` over the rest; with floor 0 equal
+  to optax.warmup_cosine_decay_schedule(0, peak, warmup_steps, total_steps,
+  0) for integer step counts. 'released' (the authors' released
+  CosineWarmupScheduler): floor + peak * cosine over *all* steps * min(step /
+  warmup_steps, 1), so the peak is never quite reached (0.93 peak at the end
+  of a 10-of-60-epoch ramp).
+
+  Folds differ in size, so steps are counted per fold. Works on traced
+  values.
   """
   step = jnp.asarray(step, jnp.float32)
   warm = jnp.asarray(warmup_epochs * steps_per_epoch, jnp.float32)
   total = jnp.asarray(epochs * steps_per_epoch, jnp.float32)
-  up = peak * step / jnp.maximum(warm, 1.0)
+  ramp = step / jnp.maximum(warm, 1.0)
+  if schedule == "released":
+    cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(
+        step / jnp.maximum(total, 1.0), 0.0, 1.0)))
+    return floor + peak * cosine * jnp.minimum(ramp, 1.0)
+  if schedule != "warmup_cosine":
+    raise errors.ConfigError(f"train.schedule={schedule!r}; choose from "
+                             f"{SCHEDULES}.")
+  up = floor + (peak - floor) * ramp
   frac = jnp.clip((step - warm) / jnp.maximum(total - warm, 1.0), 0.0, 1.0)
-  down = 0.5 * peak * (1.0 + jnp.cos(jnp.pi * frac))
+  down = floor + 0.5 * (peak - floor) * (1.0 + jnp.cos(jnp.pi * frac))
   return jnp.where(step < warm, up, down)
+
+
+def weighted_cross_entropy(logits, labels, weights, mask, smoothing=0.0):
+  """PyTorch's `F.cross_entropy(weight=, label_smoothing=)` mean, over the
+  clips with mask 1.
+
+  loss_i = (1 - s) w[y_i] (-log p_i[y_i]) + (s / K) sum_c w[c] (-log p_i[c]),
+  reduced as sum_i loss_i / sum_i w[y_i] (the weighted mean).
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+  wy = weights[labels] * mask
+  loss = (1.0 - smoothing) * wy * nll
+  if smoothing:
+    k = logits.shape[-1]
+    loss = loss + (smoothing / k) * mask * jnp.sum(-logp * weights, axis=-1)
+  return jnp.sum(loss) / jnp.maximum(jnp.sum(wy), 1e-12)
 
 
 def class_weights(labels: np.ndarray, num_classes: int, mode: str):
@@ -210,10 +246,25 @@ def model_inputs(data, idx, key=None, augment=False):
   return frames, keyframes, data["labels"][idx]
 
 
+def decay_mask(params):
+  """True where weight decay applies under weight_decay_mask='matrices':
+  parameters of 2 or more dimensions except relative-position tables."""
+  def decays(path, leaf):
+    name = str(getattr(path[-1], "key", path[-1]))
+    return leaf.ndim >= 2 and name != "relative_position_bias_table"
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
 def make_optimizer(config):
-  return optax.inject_hyperparams(optax.adamw)(
-      learning_rate=float(config.train.learning_rate),
-      weight_decay=float(config.train.weight_decay))
+  t = config.train
+  mode = t.get("weight_decay_mask", "all")
+  if mode not in ("all", "matrices"):
+    raise errors.ConfigError(
+        f"train.weight_decay_mask={mode!r}; use all|matrices.")
+  return optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+      learning_rate=float(t.learning_rate),
+      weight_decay=float(t.weight_decay),
+      mask=decay_mask if mode == "matrices" else None)
 
 
 _STEP_CACHE = {}
@@ -227,7 +278,11 @@ def make_steps(model, tx, config, mesh):
   """
   t = config.train
   key = (model, float(t.learning_rate), float(t.weight_decay),
-         float(t.warmup_epochs), float(t.epochs), int(config.data.image_size),
+         float(t.warmup_epochs), float(t.epochs),
+         str(t.get("weight_decay_mask", "all")),
+         str(t.get("schedule", "warmup_cosine")),
+         float(t.get("min_learning_rate", 0.0)),
+         float(t.get("label_smoothing", 0.0)), int(config.data.image_size),
          int(config.data.num_frames), bool(config.data.augment),
          tuple(mesh.devices.flat), tuple(mesh.shape.items()))
   if key not in _STEP_CACHE:
@@ -254,10 +309,9 @@ def _make_steps(model, tx, config, mesh):
     def loss_fn(params):
       logits, _ = model.apply({"params": params}, frames, keyframes,
                               train=True, rngs={"dropout": drop_key})
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-      w = weights[labels] * mask
       # Weighted mean over the real clips (PyTorch's weighted CE reduction).
-      loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+      loss = weighted_cross_entropy(logits, labels, weights, mask,
+                                    float(t.get("label_smoothing", 0.0)))
       correct = jnp.sum((jnp.argmax(logits, -1) == labels) * mask)
       return loss, correct
 
@@ -265,7 +319,9 @@ def _make_steps(model, tx, config, mesh):
         state["params"])
     lr = learning_rate(state["step"], spe, peak=float(t.learning_rate),
                        warmup_epochs=float(t.warmup_epochs),
-                       epochs=float(t.epochs))
+                       epochs=float(t.epochs),
+                       schedule=str(t.get("schedule", "warmup_cosine")),
+                       floor=float(t.get("min_learning_rate", 0.0)))
     opt_state = state["opt_state"]
     opt_state.hyperparams["learning_rate"] = lr
     updates, opt_state = tx.update(grads, opt_state, state["params"])
@@ -427,6 +483,15 @@ def validate(config):
         f"train.selection={t.selection!r}: use fixed | test_best.")
   if t.eval_every_epochs < 1:
     raise errors.ConfigError("train.eval_every_epochs must be >= 1.")
+  if t.get("schedule", "warmup_cosine") not in SCHEDULES:
+    raise errors.ConfigError(
+        f"train.schedule={t.schedule!r}: use {' | '.join(SCHEDULES)}.")
+  if not 0.0 <= t.get("min_learning_rate", 0.0) < t.learning_rate:
+    raise errors.ConfigError(
+        "train.min_learning_rate must lie in [0, learning_rate).")
+  if not 0.0 <= t.get("label_smoothing", 0.0) < 1.0:
+    raise errors.ConfigError("train.label_smoothing must lie in [0, 1).")
+  make_optimizer(config)  # checks weight_decay_mask
   resolve_class_weights(config)
   if config.data.temporal not in ("keyframes", "reference", "uniform"):
     raise errors.ConfigError(

@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -70,6 +72,123 @@ def test_schedule_matches_optax_warmup_cosine():
   assert float(train.learning_rate(warm * spe, spe, peak=peak,
                                    warmup_epochs=warm, epochs=epochs)) == (
                                        pytest.approx(peak))
+
+
+def test_released_schedule():
+  """The released CosineWarmupScheduler, written out per step: floor + peak *
+  0.5 (1 + cos(pi s / S)) * min(s / W, 1), W = 10 epochs, S = 60 epochs."""
+  spe, peak, floor = 7, 1e-4, 1e-8
+  S, W = 60 * spe, 10 * spe
+  for step in (0, 1, W // 2, W, W + 1, S // 2, S - 1, S):
+    want = floor + peak * 0.5 * (1 + np.cos(np.pi * step / S)) * min(
+        step / W, 1.0)
+    got = float(train.learning_rate(step, spe, peak=peak, warmup_epochs=10,
+                                    epochs=60, schedule="released",
+                                    floor=floor))
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-10), step  # float32
+  # Its peak, at the end of the ramp, is 0.933 of the nominal one.
+  top = max(float(train.learning_rate(s, spe, peak=peak, warmup_epochs=10,
+                                      epochs=60, schedule="released"))
+            for s in range(S))
+  assert top == pytest.approx(0.5 * (1 + np.cos(np.pi / 6)) * peak, rel=1e-4)
+
+
+def _numpy_weighted_ce(logits, labels, w, mask, s):
+  """PyTorch's definition, written out in NumPy."""
+  z = logits - logits.max(-1, keepdims=True)
+  logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  k = logits.shape[-1]
+  num = 0.0
+  den = 0.0
+  for i, y in enumerate(labels):
+    if not mask[i]:
+      continue
+    num += (1 - s) * w[y] * -logp[i, y] + s / k * np.sum(w * -logp[i])
+    den += w[y]
+  return num / den
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_cross_entropy_with_label_smoothing(smoothing):
+  rng = np.random.default_rng(0)
+  logits = rng.standard_normal((6, 4)).astype(np.float32) * 3
+  labels = np.array([0, 1, 3, 3, 2, 1])
+  w = np.array([0.5, 2.0, 1.0, 1.5], np.float32)
+  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)  # the last is padding
+  got = float(train.weighted_cross_entropy(logits, labels, w, mask,
+                                           smoothing))
+  want = _numpy_weighted_ce(logits, labels, w, mask, smoothing)
+  assert got == pytest.approx(want, rel=1e-5)
+  torch = pytest.importorskip("torch")
+  ref = torch.nn.functional.cross_entropy(
+      torch.tensor(logits[:5]), torch.tensor(labels[:5]),
+      weight=torch.tensor(w), label_smoothing=smoothing)
+  assert got == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_weight_decay_mask_matrices():
+  cfg = tiny_config(weight_decay_mask="matrices")
+  model = train.from_config(cfg.model)
+  params = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), *[
+          jnp.zeros(a.shape, a.dtype) for a in train.input_specs(cfg)]))[
+              "params"]
+  mask = train.decay_mask(params)
+  flat = {"/".join(str(k.key) for k in path): v for path, v in
+          jax.tree_util.tree_flatten_with_path(mask)[0]}
+  assert flat["head/kernel"] and not flat["head/bias"]
+  assert not any(v for k, v in flat.items() if k.endswith(("/scale", "/bias")))
+  assert not any(v for k, v in flat.items()
+                 if k.endswith("relative_position_bias_table"))
+  assert any(v for k, v in flat.items() if k.endswith("qkv/kernel"))
+  # Decay reaches only the masked-in leaves.
+  tx = train.make_optimizer(tiny_config(weight_decay_mask="matrices",
+                                        weight_decay=0.5))
+  ones = jax.tree.map(lambda a: jnp.ones(a.shape, a.dtype), params)
+  state = tx.init(ones)
+  zeros = jax.tree.map(jnp.zeros_like, ones)
+  updates, _ = tx.update(zeros, state, ones)
+  moved = {"/".join(str(k.key) for k in path): bool(jnp.any(u != 0))
+           for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]}
+  assert moved == flat
+
+
+def test_released_variant():
+  cfg = configs.get_config("released")
+  paper = configs.get_config("paper")
+  assert cfg.model.to_dict() == paper.model.to_dict()
+  t = cfg.train
+  assert (t.learning_rate, t.warmup_epochs, t.epochs, t.batch_size) == (
+      1e-4, 10, 60, 4)
+  assert (t.schedule, t.min_learning_rate, t.weight_decay,
+          t.weight_decay_mask, t.label_smoothing, t.class_weights) == (
+              "released", 1e-8, 1e-8, "matrices", 0.1, "none")
+  assert cfg.data.temporal == "reference"
+  train.validate(cfg)
+  with pytest.raises(errors.ConfigError, match="schedule"):
+    train.validate(configs.get_config("tiny,schedule=step"))
+  with pytest.raises(errors.ConfigError, match="schedule"):
+    train.learning_rate(0, 1, peak=1.0, warmup_epochs=0, epochs=1,
+                        schedule="step")
+  with pytest.raises(errors.ConfigError, match="weight_decay_mask"):
+    train.validate(configs.get_config("tiny,weight_decay_mask=some"))
+
+
+def test_released_recipe_trains(clips, tmp_path):
+  """The released recipe's parts on the tiny model: the logged learning
+  rates are the released schedule's, the loss is finite."""
+  cfg = tiny_config(epochs=3, schedule="released", min_learning_rate=1e-8,
+                    weight_decay=1e-8, weight_decay_mask="matrices",
+                    label_smoothing=0.1, learning_rate=1e-3)
+  train.train_and_evaluate(cfg, str(tmp_path), clips=clips)
+  h = _histories(tmp_path, clips)["fake/s0"]
+  spe = 3  # 10 training clips in batches of 4
+  for rec in h:
+    want = float(train.learning_rate(rec["epoch"] * spe - 1, spe, peak=1e-3,
+                                      warmup_epochs=1, epochs=3,
+                                      schedule="released", floor=1e-8))
+    assert rec["lr"] == pytest.approx(want, rel=1e-5)
+    assert np.isfinite(rec["loss"])
 
 
 def test_class_weights():
