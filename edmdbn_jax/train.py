@@ -30,11 +30,13 @@ Design points:
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import shutil
 import time
+import weakref
 from typing import Any, Dict, List, Optional, Sequence
 
 from absl import logging
@@ -798,6 +800,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   for i, (f, mgr) in enumerate(zip(group, managers)):
     result = {"subject": f.subject, "fold_index": f.index,
               "train_clips": int(len(f.train_idx)),
+              "train_fingerprint": train_fingerprint(f, clips),
               # What the stored logits are of: checked when scoring.
               "test_clips": [str(c) for c in clips.clips[f.test_idx]],
               "test_labels": [int(l) for l in clips.labels[f.test_idx]],
@@ -840,6 +843,50 @@ def fold_results(histories, folds, clips, selection):
   return out
 
 
+def _clip_digests(clips) -> List[str]:
+  """Per clip: a digest of its name, label and stored frames (computed once
+  per Clips object)."""
+  hit = _DIGESTS.get(id(clips))
+  if hit is not None and hit[0]() is clips:
+    return hit[1]
+  digests = []
+  for i in range(len(clips)):
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{clips.subjects[i]}/{clips.clips[i]}:{clips.labels[i]};"
+             .encode())
+    h.update(np.ascontiguousarray(clips.frames[i]).tobytes())
+    digests.append(h.hexdigest())
+  _DIGESTS.clear()  # one dataset at a time; a weak reference, no copy kept
+  _DIGESTS[id(clips)] = (weakref.ref(clips), digests)
+  return digests
+
+
+_DIGESTS = {}
+
+
+def train_fingerprint(fold, clips) -> str:
+  """A digest of the fold's training clips, labels and frames (order-free)."""
+  digests = _clip_digests(clips)
+  h = hashlib.sha256()
+  for d in sorted(digests[i] for i in fold.train_idx.tolist()):
+    h.update(d.encode())
+  return h.hexdigest()
+
+
+def check_fold_training(workdir, fold, stored, clips):
+  """Refuses to score a fold trained on other training clips (or frames)
+  than `clips` gives it now."""
+  if stored.get("train_fingerprint") not in (None,
+                                             train_fingerprint(fold, clips)):
+    raise errors.DataError(
+        f"{os.path.join(fold_dir(workdir, fold), 'result.json')} was trained "
+        f"on other training clips (or frames) than {clips.name} gives fold "
+        f"{fold.subject} now ({stored.get('train_clips')} clips then, "
+        f"{len(fold.train_idx)} now). The dataset was rebuilt or another "
+        "build was loaded: score it with a fresh --workdir, or load the "
+        "build the run was made with (--data_dir).")
+
+
 def check_fold_clips(workdir, fold, stored, clips):
   """Refuses to score a fold whose stored logits are of other clips/labels."""
   if "test_clips" not in stored:
@@ -868,17 +915,24 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   """Scores `folds` under both protocols; writes the headline's reports."""
   k = int(config.model.num_classes)
   selection = config.train.selection
-  histories = []
-  for f in folds:
-    stored = load_fold_result(workdir, f)
-    check_fold_clips(workdir, f, stored, clips)
-    histories.append(stored["history"])
+  stored = [load_fold_result(workdir, f) for f in folds]
+  # Held-out clips first: their errors name the clip that changed.
+  for f, st in zip(folds, stored):
+    check_fold_clips(workdir, f, st, clips)
+  for f, st in zip(folds, stored):
+    check_fold_training(workdir, f, st, clips)
+  histories = [st["history"] for st in stored]
   total = len(clips.subject_list())
   results, frs = {}, {}
   for sel in ("fixed", "test_best"):
     frs[sel] = fold_results(histories, folds, clips, sel)
+    d = config.data
     note = (f"{len(folds)} LOSO folds, {config.train.epochs} epochs, "
-            f"dataset {clips.name}, seed {config.train.seed}")
+            f"dataset {clips.name} ({len(clips)} clips, {k} classes: "
+            f"{', '.join(clips.class_names)}; {d.image_size} px"
+            f"{', variant ' + d.variant if d.get('variant') else ''}; "
+            f"temporal {d.temporal}), config {config.get('variant', '?')}, "
+            f"seed {config.train.seed}")
     if len(folds) < total:
       note = (f"PARTIAL: {len(folds)} of {total} subjects held out so far "
               f"({', '.join(f.subject for f in folds)}); not a LOSO score of "

@@ -148,6 +148,15 @@ def test_small_crops_show_the_224_px_face_region(head):
   np.testing.assert_array_equal(out[0], expected)
 
 
+def test_large_crops_scale_the_margin(head):
+  """Above 224 px the crop keeps the same face region: the 10 px margin
+  (stated at 224 px) scales with the size."""
+  _, _, lms = face.align_frames([head], "c", image_size=224)
+  small = np.array(face.crop_box(lms, 224))
+  big = np.array(face.crop_box(lms * 2, 448))
+  assert np.all(np.abs(big - 2 * small) <= 2), (small, big)
+
+
 def test_process_clip_rejects_bad_frames(head):
   with pytest.raises(errors.DataError, match="c: frame 1"):
     FacePreprocessor(align=False).process_clip(

@@ -488,6 +488,14 @@ def test_a_fold_subset_adds_to_a_run_and_scores_are_checked(clips, tmp_path):
   with pytest.raises(errors.DataError,
                      match=rf"{relabelled.clips[first]}: label"):
     train.train_and_evaluate(cfg, work, clips=relabelled)
+  # Same held-out clips, but a training clip's frames changed (a rebuilt
+  # dataset): the folds that trained on it are refused.
+  rebuilt = input_pipeline.Clips(**{**clips.__dict__,
+                                    "frames": clips.frames.copy()})
+  rebuilt.frames[first] = 255 - rebuilt.frames[first]
+  with pytest.raises(errors.DataError,
+                     match=r"fake_s0.*trained on other training clips"):
+    train.train_and_evaluate(cfg, work, clips=rebuilt)
   # The headline selection may change: both come from the same training.
   best = train.train_and_evaluate(
       tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3",

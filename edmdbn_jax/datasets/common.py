@@ -70,6 +70,11 @@ from edmdbn_jax.errors import NoFaceError
 
 REPORT_FILENAME = "build_report.json"
 
+# What to do about a bad annotation cell, appended to its error.
+ANNOTATION_FIX = (" Correct the cell in a copy of the workbook saved under "
+                  "the same name, or delete the row to leave the clip out, "
+                  "then build again.")
+
 # Stored resolutions every licensed builder offers.
 IMAGE_SIZES = (224, 112, 64)
 
@@ -303,7 +308,9 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
   if missing:
     raise AnnotationError(
         f"{path}: the header row (sheet {ws.title!r}, row {header_row}) lacks "
-        f"columns {missing}; it has {[h for h in header if h]}.")
+        f"columns {missing}; it has {[h for h in header if h]}. Use the "
+        "workbook exactly as the dataset's authors distribute it (or restore "
+        "the renamed column headers).")
   return rows
 
 
@@ -321,7 +328,8 @@ def normalize_subject(value: Any, width: int, where: str) -> str:
     return str(value).zfill(width)
   text = "" if value is None else str(value).strip()
   if not text:
-    raise AnnotationError(f"{where}: the Subject cell is empty.")
+    raise AnnotationError(
+        f"{where}: the Subject cell is empty.{ANNOTATION_FIX}")
   if text.isdigit():
     return text.zfill(width)
   return text
@@ -433,7 +441,8 @@ def sheet_record(row: SheetRow, *, dataset: str, subject: str, clip: str,
   offset = parse_frame(row.get(offset_col), offset_col, row.where)
   if onset > offset:
     raise AnnotationError(
-        f"{row.where}: {onset_col} {onset} is after {offset_col} {offset}.")
+        f"{row.where}: {onset_col} {onset} is after {offset_col} {offset}."
+        f"{ANNOTATION_FIX}")
   emotion = str(row.get("Estimated Emotion") or "").strip()
   return ClipRecord(
       dataset=dataset, subject=subject, clip=clip, emotion=emotion,
@@ -977,7 +986,8 @@ def no_face_reason(onset_file: epath.Path, error: Exception) -> str:
       "face-aligned. The frames must show one roughly frontal face; check "
       "that file, or build the dataset's official-crops variant (the default "
       "config where the dataset ships crops, e.g. CASME II `Cropped`, SMIC "
-      f"`reg_image*`) if it has one. ({error})")
+      "`reg_image*`) if it has one, or a '_resized' config if your frames "
+      f"are already face crops (e.g. SAMM, MMEW cropped by you). ({error})")
 
 
 def list_clip_frames(records: Sequence[ClipRecord]

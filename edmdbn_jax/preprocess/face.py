@@ -204,14 +204,16 @@ def crop_box(landmarks_aligned: np.ndarray, image_size: int,
              clip: str = "clip") -> tuple[int, int, int, int]:
   """The authors' crop (x0, y0, x1, y1), end-exclusive, clamped to S x S.
 
-  x from landmark 17 to 26 (brow ends); y from CROP_MARGIN_TOP px above the
+  x from landmark 17 to 26 (brow ends); y from CROP_MARGIN_TOP px (at 224 px;
+  scaled with the image size, so every size shows the same region) above the
   highest landmark to the mean y of landmarks 5 and 11 (chin level).
   """
   p = np.asarray(landmarks_aligned, np.float64)
   s = int(image_size)
   x0 = int(np.floor(p[17, 0]))
   x1 = int(np.ceil(p[26, 0]))
-  y0 = int(np.floor(p[:, 1].min())) - CROP_MARGIN_TOP
+  margin = int(round(CROP_MARGIN_TOP * s / REFERENCE_SIZE))
+  y0 = int(np.floor(p[:, 1].min())) - margin
   y1 = int(np.ceil((p[5, 1] + p[11, 1]) / 2))
   x0, y0 = max(x0, 0), max(y0, 0)
   x1, y1 = min(x1, s), min(y1, s)

@@ -84,7 +84,8 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     subject = "sub" + common.normalize_subject(cell, 2, row.where)
     clip = str(row.get("Filename") or "").strip()
     if not clip:
-      raise AnnotationError(f"{row.where}: the Filename cell is empty.")
+      raise AnnotationError(f"{row.where}: the Filename cell is empty."
+                            f"{common.ANNOTATION_FIX}")
     records.append(common.sheet_record(
         row, dataset=DATASET, subject=subject, clip=clip,
         class_set=class_set, frame_dir=source.root / subject / clip, prefix=source.prefix,

@@ -73,7 +73,8 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     subject = common.normalize_subject(row.get("Subject"), 2, row.where)
     clip = str(row.get("Filename") or "").strip()
     if not clip:
-      raise AnnotationError(f"{row.where}: the Filename cell is empty.")
+      raise AnnotationError(f"{row.where}: the Filename cell is empty."
+                            f"{common.ANNOTATION_FIX}")
     # A clip without a folder gets a path that cannot exist: the check of
     # every labelled clip's folder (`common.list_clip_frames`) then lists it
     # with all the others, and a clip the class set drops is never asked for.

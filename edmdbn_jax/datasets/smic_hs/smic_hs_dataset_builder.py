@@ -115,7 +115,9 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
       if emo_dir.name.lower() not in EMOTIONS:
         raise AnnotationError(
-            f"{emo_dir}: unknown emotion folder; SMIC-HS uses {EMOTIONS}.")
+            f"{emo_dir}: unknown emotion folder; SMIC-HS uses {EMOTIONS}. "
+            "Move or remove this folder (e.g. a '__MACOSX' left by unzipping) "
+            "and build again.")
       for clip_dir in sorted(p for p in emo_dir.iterdir() if p.is_dir()):
         crops = _has_frames(clip_dir, _CROP)
         if variant == "aligned":
