@@ -140,13 +140,17 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
     onset, apex: uint8 (H, W, 3) frames of one clip.
     cams: (len(class_names), h, w) maps in [0, 1].
     probabilities: (len(class_names),) the model's probabilities.
-    attention: optional {'name': (h, w)} maps shown on an extra row.
+    attention: optional {'name': (h, w)} maps shown on extra rows, each
+      scaled from its own minimum to maximum (printed under it, with a
+      colour bar): accumulated maps are products of sigmoids, often within
+      a few hundredths of each other.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   n = 3 + len(class_names)
-  rows = 2 if attention else 1
+  attention = dict(sorted((attention or {}).items()))
+  rows = 1 + -(-len(attention) // n)  # every map gets a tile
   fig, axes = plt.subplots(rows, n, figsize=(2.2 * n, 2.5 * rows),
                            squeeze=False)
   tiles = [("onset", onset), ("apex", apex),
@@ -159,12 +163,15 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
     ax.imshow(img)
     ax.set_title(name, fontsize=8)
     ax.axis("off")
-  if attention:
-    for ax in axes[1]:
-      ax.axis("off")
-    for ax, (name, m) in zip(axes[1], sorted(attention.items())):
-      ax.imshow(m, cmap="viridis", vmin=0.0)
-      ax.set_title(f"TA {name}", fontsize=7)
+  for ax in axes[1:].ravel():
+    ax.axis("off")
+  for ax, (name, m) in zip(axes[1:].ravel(), attention.items()):
+    m = np.asarray(m, np.float32)
+    lo, hi = float(m.min()), float(m.max())
+    im = ax.imshow(m, cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
+    ax.set_title(f"TA {name}\n{lo:.3f} .. {hi:.3f}", fontsize=7)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(
+        labelsize=5)
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

@@ -39,11 +39,13 @@ def main(argv):
   print("Parameters:")
   for name, n in counts.items():
     print(f"  {name:>14s}: {n:>12,d}")
+  macs = profiling.matmul_macs(config)
+  print(f"Forward multiply-adds per clip (matrix products and "
+        f"convolutions): {macs / 1e9:.2f} G")
   cost = profiling.forward_cost(config, _BATCH.value, dtype)
-  print(f"Forward multiply-adds per clip (XLA cost analysis): "
-        f"{cost['macs_per_clip'] / 1e9:.2f} G "
-        f"({cost['flops'] / _BATCH.value / 1e9:.2f} GFLOP counting 2 per "
-        "multiply-add)")
+  print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
+        f"elementwise work included): "
+        f"{cost['flops'] / _BATCH.value / 1e9:.2f} G")
   lat = profiling.forward_latency(config, _BATCH.value, dtype,
                                   repeats=_REPEATS.value)
   print(f"Forward latency at batch {_BATCH.value} on "

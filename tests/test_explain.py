@@ -88,4 +88,9 @@ def test_attention_maps_and_panel(tiny, tmp_path):
                      np.full(5, 0.2), title="t",
                      attention={k: v[0] for k, v in maps.items()})
   import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
-  assert mpimg.imread(str(path)).shape[0] > 100
+  assert mpimg.imread(str(path)).shape[0] == 500  # 2 rows of 2.5 in, 100 dpi
+  # Two classes: 5 columns, so the 6 maps take two rows (none cut off).
+  explain.save_panel(str(path), img, img + 5, cams[:2], list("ab"),
+                     np.full(2, 0.5), title="t",
+                     attention={k: v[0] for k, v in maps.items()})
+  assert mpimg.imread(str(path)).shape[0] == 750
