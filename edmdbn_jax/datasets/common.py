@@ -819,12 +819,17 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
   implement `find_clips`.
   """
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "1.1.0": "Aligned 64 and 112 px crops are aligned and cropped at 224 "
                "px, then shrunk: the same face region as the 224 px crop "
                "(the 10 px top margin was applied at the small size).",
+      "1.2.0": "An apex annotated outside [onset, offset] is replaced by the "
+               "middle frame (was clamped onto the onset or offset, leaving "
+               "no whole-face motion); the build report records the "
+               "annotation files read, so a build whose files changed is "
+               "refused at load.",
   }
   DATASET = ""
   HOMEPAGE = ""
