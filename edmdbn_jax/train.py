@@ -57,6 +57,7 @@ from edmdbn_jax.data import temporal
 from edmdbn_jax.evaluators import metrics as metrics_lib
 from edmdbn_jax.evaluators import report as report_lib
 from edmdbn_jax.models import from_config
+from edmdbn_jax.models import init as init_lib
 from edmdbn_jax.models import input_specs
 
 # Config fields that may differ between the run that made a workdir and the
@@ -284,7 +285,8 @@ def make_steps(model, tx, config, mesh):
          str(t.get("weight_decay_mask", "all")),
          str(t.get("schedule", "warmup_cosine")),
          float(t.get("min_learning_rate", 0.0)),
-         float(t.get("label_smoothing", 0.0)), int(config.data.image_size),
+         float(t.get("label_smoothing", 0.0)),
+         str(config.model.get("init", "paper")), int(config.data.image_size),
          int(config.data.num_frames), bool(config.data.augment),
          tuple(mesh.devices.flat), tuple(mesh.shape.items()))
   if key not in _STEP_CACHE:
@@ -297,8 +299,13 @@ def _make_steps(model, tx, config, mesh):
   dummy = [jnp.zeros(a.shape, a.dtype) for a in input_specs(config)]
   augment = bool(config.data.augment)
 
+  scheme = str(config.model.get("init", "paper"))
+  patch = tuple(int(p) for p in config.model.patch_size)
+
   def init_one(key):
     params = model.init(key, *dummy)["params"]
+    params = init_lib.apply(scheme, params, jax.random.fold_in(key, 1),
+                            patch)
     return {"params": params, "opt_state": tx.init(params),
             "step": jnp.zeros((), jnp.int32)}
 
@@ -500,6 +507,10 @@ def validate(config):
         f"data.temporal={config.data.temporal!r}: use keyframes | reference "
         "| uniform.")
   from_config(config.model)  # checks dtype
+  if config.model.get("init", "paper") not in init_lib.SCHEMES:
+    raise errors.ConfigError(
+        f"model.init={config.model.init!r}: use "
+        f"{' | '.join(init_lib.SCHEMES)}.")
   fp = str(t.fold_parallel)
   if fp != "auto" and (not fp.isdigit() or int(fp) < 1):
     raise errors.ConfigError(

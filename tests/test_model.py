@@ -141,6 +141,49 @@ def test_bfloat16_motion_is_differenced_in_float32():
                              rtol=0.01)
 
 
+def test_torch_default_init():
+  """model.init='torch': every Linear/Conv weight and bias U(+-1/sqrt(fan_in))
+  (the 2D entire embedding with the released Conv3d's fan-in), LayerNorm
+  1 / 0, relative-position tables normal std 0.02 (untruncated at 2 std)."""
+  from edmdbn_jax.models import init as init_lib  # pylint: disable=g-import-not-at-top
+  cfg = configs.get_config("paper")
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(1, 224)
+  params = jax.jit(model.init)(jax.random.key(0), frames, keyframes)["params"]
+  new = jax.jit(lambda p: init_lib.apply("torch", p, jax.random.key(1)))(
+      params)
+  flat = {"/".join(str(k.key) for k in path): np.asarray(v) for path, v in
+          jax.tree_util.tree_flatten_with_path(new)[0]}
+  assert set(flat) == {"/".join(str(k.key) for k in path) for path, _ in
+                       jax.tree_util.tree_flatten_with_path(params)[0]}
+
+  def check_uniform(name, fan_in):
+    w = flat[name]
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(w).max() <= bound + 1e-7, name
+    if w.size > 1000:
+      assert abs(w.std() / (bound / np.sqrt(3)) - 1) < 0.05, name
+
+  check_uniform("head/kernel", 512 * 14 * 14)
+  check_uniform("head/bias", 512 * 14 * 14)
+  check_uniform("detail/layers_0_blocks_0/attn/qkv/kernel", 128)
+  check_uniform("detail/layers_0_blocks_0/attn/qkv/bias", 128)
+  check_uniform("detail/layers_2_blocks_5/mlp/fc2/kernel", 4 * 512)
+  check_uniform("detail/layers_0_downsample/reduction/kernel", 4 * 128)
+  check_uniform("detail/patch_embed/proj/kernel", 8 * 4 * 4 * 3)
+  check_uniform("entire/patch_embed/proj/kernel", 8 * 4 * 4 * 3)  # as 3D
+  check_uniform("entire/patch_embed/proj/bias", 8 * 4 * 4 * 3)
+  check_uniform("entire/layers_1_sa_atten/proj/kernel", 2)
+  assert flat["entire/patch_embed/proj/kernel"].shape == (4, 4, 3, 128)
+  table = flat["detail/layers_2_blocks_0/attn/relative_position_bias_table"]
+  assert abs(table.std() / 0.02 - 1) < 0.05 and np.abs(table).max() > 0.05
+  assert np.all(flat["detail/norm/scale"] == 1)
+  assert np.all(flat["detail/layers_0_blocks_0/norm1/bias"] == 0)
+  # 'paper' leaves the modules' own initial values.
+  same = init_lib.apply("paper", params, jax.random.key(1))
+  assert jax.tree.all(jax.tree.map(np.array_equal, same, params))
+
+
 def test_train_mode_differs_from_eval_and_uses_the_rng():
   cfg = _tiny(drop_path_rate=0.5)
   model = from_config(cfg.model)

@@ -156,7 +156,8 @@ def test_weight_decay_mask_matrices():
 def test_released_variant():
   cfg = configs.get_config("released")
   paper = configs.get_config("paper")
-  assert cfg.model.to_dict() == paper.model.to_dict()
+  assert cfg.model.init == "torch"
+  assert {**cfg.model.to_dict(), "init": "paper"} == paper.model.to_dict()
   t = cfg.train
   assert (t.learning_rate, t.warmup_epochs, t.epochs, t.batch_size) == (
       1e-4, 10, 60, 4)
@@ -172,6 +173,8 @@ def test_released_variant():
                         schedule="step")
   with pytest.raises(errors.ConfigError, match="weight_decay_mask"):
     train.validate(configs.get_config("tiny,weight_decay_mask=some"))
+  with pytest.raises(errors.ConfigError, match="model.init"):
+    train.validate(configs.get_config("tiny,init=xavier"))
 
 
 def test_released_recipe_trains(clips, tmp_path):
@@ -180,6 +183,7 @@ def test_released_recipe_trains(clips, tmp_path):
   cfg = tiny_config(epochs=3, schedule="released", min_learning_rate=1e-8,
                     weight_decay=1e-8, weight_decay_mask="matrices",
                     label_smoothing=0.1, learning_rate=1e-3)
+  cfg.model.init = "torch"
   train.train_and_evaluate(cfg, str(tmp_path), clips=clips)
   h = _histories(tmp_path, clips)["fake/s0"]
   spe = 3  # 10 training clips in batches of 4
