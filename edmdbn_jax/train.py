@@ -194,6 +194,49 @@ def make_folds(clips, subjects: Optional[Sequence[str]] = None,
   return folds
 
 
+OVERSAMPLE = ("none", "balanced", "auto")
+
+
+def resolve_oversample(config) -> str:
+  """'none' or 'balanced' ('auto': balanced on SAMM and SMIC-HS, as the
+  released code's configs do)."""
+  mode = config.train.get("oversample", "none")
+  if mode not in OVERSAMPLE:
+    raise errors.ConfigError(
+        f"train.oversample={mode!r}; use {' | '.join(OVERSAMPLE)}.")
+  if mode == "auto":
+    return ("balanced" if config.data.dataset in ("samm", "smic_hs")
+            else "none")
+  return mode
+
+
+def oversample(fold: Fold, labels: np.ndarray, seed: int) -> Fold:
+  """The fold with its training clips re-drawn class by class.
+
+  As the released code's offline oversampling: every class present in the
+  fold's training set, the largest included, is drawn with replacement up
+  to the largest class's count, once per fold (seeded by seed and fold);
+  each epoch then shuffles that list.
+  """
+  y = labels[fold.train_idx]
+  classes, counts = np.unique(y, return_counts=True)
+  rng = np.random.default_rng([seed, fold.index, 7919])
+  drawn = [rng.choice(fold.train_idx[y == c], size=counts.max(), replace=True)
+           for c in classes]
+  return dataclasses.replace(fold, train_idx=np.sort(np.concatenate(drawn)))
+
+
+def plan_folds(config, clips, subjects: Optional[Sequence[str]] = None,
+               final_model: bool = False) -> List[Fold]:
+  """`make_folds`, with each fold's training clips oversampled when the
+  config asks for it (`resolve_oversample`)."""
+  folds = make_folds(clips, subjects, final_model)
+  if resolve_oversample(config) == "balanced":
+    folds = [oversample(f, clips.labels, int(config.train.seed))
+             for f in folds]
+  return folds
+
+
 def epoch_schedule(fold: Fold, epoch: int, batch: int, seed: int,
                    steps: int):
   """(steps, B) clip indices, mask and (steps,) active flags for one epoch.
@@ -501,6 +544,7 @@ def validate(config):
   if not 0.0 <= t.get("label_smoothing", 0.0) < 1.0:
     raise errors.ConfigError("train.label_smoothing must lie in [0, 1).")
   make_optimizer(config)  # checks weight_decay_mask
+  resolve_oversample(config)
   resolve_class_weights(config)
   if config.data.temporal not in ("keyframes", "reference", "uniform"):
     raise errors.ConfigError(
@@ -602,7 +646,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         f"{clips.name} loaded with {len(clips.class_names)} classes but "
         f"model.num_classes={k}.")
   final_model = bool(t.get("final_model", False))
-  folds = make_folds(clips, list(t.get("folds", ()) or ()), final_model)
+  folds = plan_folds(config, clips, list(t.get("folds", ()) or ()),
+                     final_model)
   # Written once the folds are known to exist (a --folds typo leaves no
   # run directory behind).
   check_workdir(config, workdir)
@@ -655,7 +700,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # until every subject has been held out.
   if final_model:
     return {"final_model": os.path.join(workdir, "final_model")}
-  finished = [f for f in make_folds(clips)
+  finished = [f for f in plan_folds(config, clips)
               if load_fold_result(workdir, f) is not None]
   return score_run(workdir, finished, clips, config)
 

@@ -12,8 +12,8 @@ Variants:
     cross entropy with label smoothing 0.1, no class weights, onset and apex
     resampled to 9 frames (temporal 'reference'), PyTorch's default layer
     initialisation (model.init='torch': the released code never applies
-    its truncated normal). Not reproduced: offline class oversampling
-    (SAMM, SMIC), fp16 autocast, and
+    its truncated normal), class oversampling on SAMM and SMIC-HS
+    (train.oversample='auto'). Not reproduced: fp16 autocast, and
     early stopping / best-epoch selection on the test subject (run with
     selection=test_best for the latter's closest counterpart). See
     WORKSPACE.md.
@@ -110,6 +110,10 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   config.train.schedule = "warmup_cosine"
   config.train.min_learning_rate = 0.0
   config.train.label_smoothing = 0.0  # PyTorch's cross_entropy semantics
+  # none | balanced (each fold's training clips re-drawn, every class up to
+  # the largest one's count, as the released code does offline) | auto
+  # (balanced on SAMM and SMIC-HS, as the released configs).
+  config.train.oversample = "none"
   config.train.class_weights = "auto"  # none | balanced | auto (balanced on SAMM)
   config.train.seed = 0
   config.train.selection = "fixed"   # fixed | test_best
@@ -143,6 +147,7 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
     config.train.weight_decay_mask = "matrices"
     config.train.label_smoothing = 0.1
     config.train.class_weights = "none"
+    config.train.oversample = "auto"
 
   for o in overrides:
     key, value = o.split("=", 1)
