@@ -77,9 +77,16 @@ def main(argv):
   for out in (heatmap, FLAGS.json):
     if out:
       os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  def status(text):  # progress on stderr; stdout holds the result
+    print(text, file=sys.stderr, flush=True)
+
   try:
+    status(f"Loading the model from {FLAGS.checkpoint} ...")
     predictor = predict.Predictor(FLAGS.checkpoint, FLAGS.classes,
                                   align=FLAGS.align, upsample=FLAGS.upsample)
+    status(f"Reading {'and aligning ' if FLAGS.align else ''}the frames, "
+           "then the forward pass (its first call compiles the model: "
+           "seconds on a GPU, longer on a CPU) ...")
     if FLAGS.video:
       result = predictor.predict_video(FLAGS.video, FLAGS.onset,
                                        FLAGS.apex, FLAGS.offset)

@@ -156,9 +156,11 @@ def process_one(task) -> tuple[str, dict]:
   dest = pathlib.Path(out_dir) / rel
   stems = []
   try:
+    extra = {}
     if kind == "video":
       images = list(pio.read_video(source))
       stems = [f"frame_{i:05d}" for i in range(len(images))]
+      extra["reference_frame"] = "frame 0"
     else:
       paths = pio.list_frames(source, prefix=prefix)
       stems = [p.stem for p in paths]
@@ -166,8 +168,14 @@ def process_one(task) -> tuple[str, dict]:
         raise errors.DataError(
             f"{source}: several frames share a file stem (e.g. img1.jpg and "
             "img1.png); remove the duplicates.")
+      numbers = [pio.frame_number(p) for p in paths]
+      missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+      if missing:  # kept as found, but listed: frames are not consecutive
+        extra["missing_frame_numbers"] = missing
+      extra["reference_frame"] = paths[0].name
       images = [pio.load_image(p) for p in paths]
-    crops = _preprocessor(**settings).process_clip(images, clip=str(source))
+    crops, info = _preprocessor(**settings).process_clip_with_info(
+        images, clip=str(source))
     dest.mkdir(parents=True, exist_ok=True)
     for stem, crop in zip(stems, crops):
       target = dest / f"{stem}.png"
@@ -177,7 +185,7 @@ def process_one(task) -> tuple[str, dict]:
       png.tofile(str(target))  # non-ASCII paths on every platform
     stale = _remove_stale_frames(dest, keep=stems)
     entry = {"status": "ok", "source": str(source),
-             "frames": int(len(crops))}
+             "frames": int(len(crops)), **extra, **info}
     if stale:
       entry["removed_stale_frames"] = stale
     return rel, entry

@@ -334,8 +334,16 @@ def test_cli_tree_with_a_failing_clip(tmp_path, head):
   assert not (out / "sub01" / "blank").exists()
   report = json.loads((out / "report.json").read_text())
   assert report["num_ok"] == 1 and report["num_failed"] == 1
-  assert report["clips"]["sub01/EP01"] == {
+  entry = report["clips"]["sub01/EP01"]
+  assert {k: entry[k] for k in ("status", "source", "frames")} == {
       "status": "ok", "source": str(src / "sub01" / "EP01"), "frames": 3}
+  # What an audit of the alignment needs, and the gap in the numbering.
+  assert entry["reference_frame"] == "img1.jpg"
+  assert entry["missing_frame_numbers"] == list(range(3, 10))
+  assert entry["align"] and entry["reference_size"] == 224
+  assert np.array(entry["affine"]).shape == (2, 3)
+  x0, y0, x1, y1 = entry["crop_box"]
+  assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224
   assert "no face" in report["clips"]["sub01/blank"]["reason"]
   assert (out / "failures.txt").read_text().startswith("sub01/blank\t")
   # --allow_failures: same report, exit 0.

@@ -311,14 +311,30 @@ class FacePreprocessor:
       DataError: bad frames, several faces with face_rule="error", or a
         degenerate crop.
     """
+    return self.process_clip_with_info(frames, clip)[0]
+
+  def process_clip_with_info(self, frames: Sequence[np.ndarray],
+                             clip: str = "clip") -> tuple[np.ndarray, dict]:
+    """`process_clip`, and how it was done (JSON-ready), for audits.
+
+    Returns:
+      (crops uint8 (N, S, S, 3), info): info holds 'align'; when aligning
+      also 'reference_size' (the size aligned and cropped at), 'affine'
+      (2 x 3, onset image -> aligned image, estimated on frames[0]) and
+      'crop_box' ([x0, y0, x1, y1] in the aligned image, end-exclusive).
+    """
     s = self.image_size
     if not self.align:
       frames = _check_frames(frames, clip)
-      return np.stack([_resize(f, s) for f in frames])
+      return np.stack([_resize(f, s) for f in frames]), {"align": False}
     ref = max(s, REFERENCE_SIZE)
-    aligned, _, moved = align_frames(frames, clip, image_size=ref,
-                                     upsample=self.upsample,
-                                     face_rule=self.face_rule)
+    aligned, affine, moved = align_frames(frames, clip, image_size=ref,
+                                          upsample=self.upsample,
+                                          face_rule=self.face_rule)
     x0, y0, x1, y1 = crop_box(moved, ref, clip)
-    return np.stack([_resize(np.ascontiguousarray(f[y0:y1, x0:x1]), s)
-                     for f in aligned])
+    crops = np.stack([_resize(np.ascontiguousarray(f[y0:y1, x0:x1]), s)
+                      for f in aligned])
+    info = {"align": True, "reference_size": int(ref),
+            "affine": np.round(np.asarray(affine, np.float64), 6).tolist(),
+            "crop_box": [int(x0), int(y0), int(x1), int(y1)]}
+    return crops, info
