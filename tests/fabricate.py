@@ -224,7 +224,7 @@ def fabricate_samm(manual_dir: pathlib.Path, seed: int = 1,
 SMIC_CLIPS = (
     ("s1", "negative", "s1_ne_01", 302845, 7, True),
     ("s1", "positive", "s1_po_01", 99998, 6, False),  # crosses 5 -> 6 digits
-    ("s2", "surprise", "s2_sur_01", 1200, 5, False),
+    ("S02", "surprise", "s2_sur_01", 1200, 5, False),  # folder spelt S02
     ("s10", "negative", "s10_ne_02", 50, 9, False),
     ("s10", "negative", "s10_ne_03", 80, 4, False),
 )

@@ -494,7 +494,7 @@ def _smic_records(manual_dir, variant=""):
 def test_smic_subject_folders_any_case(tmp_path):
   root = fabricate.fabricate_smic_hs(tmp_path)
   (root / "HS" / "s10").rename(root / "HS" / "S10")
-  (root / "HS" / "s2" / "micro").rename(root / "HS" / "s2" / "Micro")
+  (root / "HS" / "S02" / "micro").rename(root / "HS" / "S02" / "Micro")
   (root / "HS" / "notes").mkdir()
   recs, report = _smic_records(tmp_path)
   assert sorted(r.key for r in recs) == [
@@ -509,11 +509,11 @@ def test_smic_subject_folders_any_case(tmp_path):
 
 def test_smic_subject_without_micro_is_an_error(tmp_path):
   root = fabricate.fabricate_smic_hs(tmp_path)
-  subj = root / "HS" / "s2"
+  subj = root / "HS" / "S02"
   (subj / "micro" / "surprise").rename(subj / "surprise")
   (subj / "micro").rmdir()
-  with pytest.raises(DataError, match=r"(?s)HS/s2: expected one folder "
-                     r"`micro`.*s2/micro/<emotion>/<clip>/.*found "
+  with pytest.raises(DataError, match=r"(?s)HS/S02: expected one folder "
+                     r"`micro`.*S02/micro/<emotion>/<clip>/.*found "
                      r"\['surprise'\].*SMIC/HS/s1/micro/negative"):
     _smic_records(tmp_path)
 

@@ -110,7 +110,7 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
   records = []
   sources = collections.Counter()
   for subj in _subject_folders(root, report):
-    subject = subj.name.lower()
+    subject = f"s{int(subj.name[1:])}"  # 'S01' and 's1' are both 's1'
     micro = _micro_folder(subj)
     for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
       if emo_dir.name.lower() not in EMOTIONS:
