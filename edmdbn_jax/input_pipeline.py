@@ -87,7 +87,7 @@ def from_examples(examples, class_names, name, *, num_frames=8,
     clip = _text(ex["clip"])
     try:
       p = temporal.plan(onset, apex, offset, len(stored), num_frames,
-                        temporal_mode)
+                        temporal_mode, frame_numbers=ex.get("frame_numbers"))
     except errors.DataError as e:
       raise errors.DataError(f"{name} clip {clip}: {e}") from e
     frames.append(stored[p.indices])

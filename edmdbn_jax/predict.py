@@ -181,7 +181,8 @@ class Predictor:
     where = {int(p): i for i, p in enumerate(pos)}
     t = int(self.config.data.num_frames)
     plan = temporal.plan(where[o], where[apex], where[f], len(pos),
-                         num_frames=t, mode=self.config.data.temporal)
+                         num_frames=t, mode=self.config.data.temporal,
+                         frame_numbers=pos)
     gathered = aligned[plan.indices][None].astype(np.float32)
     res = self._explain(gathered, plan.weights[None], plan.keyframe_pos[None])
     return Prediction(

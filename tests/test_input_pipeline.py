@@ -42,7 +42,8 @@ def test_load_clips_matches_the_stored_clips(synthetic_data_dir, source, mode):
   for i in (0, 37, 92):
     ex = source[clips.clips[i]]
     p = temporal.plan(ex["onset"], ex["apex"], ex["offset"],
-                      len(ex["frames"]), 8, mode)
+                      len(ex["frames"]), 8, mode,
+                      frame_numbers=ex["frame_numbers"])
     np.testing.assert_array_equal(clips.frames[i], ex["frames"][p.indices])
     np.testing.assert_array_equal(clips.weights[i], p.weights)
     assert clips.labels[i] == ex["label"]

@@ -62,6 +62,25 @@ def test_uniform_mode_uses_real_frames_and_gathers_the_apex():
   assert (np.diff(p.indices[:9]) >= 0).all()
 
 
+def test_uniform_mode_is_even_in_time_not_in_stored_index():
+  # Frames 100..108 then 120..128 stored (109..119 missing on disk): 9
+  # samples evenly over frames 100..128 are every 3.5 frames, so the gap
+  # is skipped in time rather than squeezed.
+  numbers = list(range(100, 109)) + list(range(120, 129))
+  p = temporal.plan(0, 5, 17, 18, num_frames=8, mode="uniform",
+                    frame_numbers=numbers)
+  picked = [numbers[i] for i in p.indices[:9]]
+  targets = np.linspace(100, 128, 9)
+  nearest = [min(numbers, key=lambda n: abs(n - t)) for t in targets]
+  assert picked == nearest
+  assert picked[0] == 100 and picked[-1] == 128
+  assert sum(109 <= n <= 119 for n in nearest) == 0
+  by_index = temporal.plan(0, 5, 17, 18, num_frames=8, mode="uniform")
+  assert list(by_index.indices) != list(p.indices)
+  with pytest.raises(errors.DataError, match="increasing"):
+    temporal.plan(0, 1, 2, 3, mode="uniform", frame_numbers=[3, 2, 1])
+
+
 @pytest.mark.parametrize("args", [(3, 2, 5, 8), (0, 2, 8, 8), (-1, 0, 1, 4)])
 def test_bad_keyframes_raise(args):
   with pytest.raises(errors.DataError, match="onset"):

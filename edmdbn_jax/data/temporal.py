@@ -16,9 +16,11 @@ on device (`assemble`). Modes:
   T+1 frames with align_corners=False: output frame i samples source position
   clip((i + 0.5) * 2 / (T+1) - 0.5, 0, 1). For T = 8 the 8 differences are
   (apex - onset) x [0, .056, .222, .222, .222, .222, .056, 0]. k = 2.
-* `uniform`: T+1 real stored frames sampled evenly from onset to offset
-  (rounded to the nearest stored frame; repeats when fewer are stored), plus
-  the apex gathered with zero weight for the entire branch. k = T+2.
+* `uniform`: T+1 real stored frames sampled evenly *in time* from onset to
+  offset (the stored frame whose original frame number is nearest to each
+  evenly spaced number, so frames missing on disk or a subsampled store do
+  not skew the spacing; repeats when fewer are stored), plus the apex
+  gathered with zero weight for the entire branch. k = T+2.
 """
 
 import dataclasses
@@ -62,8 +64,13 @@ def _interp_weights(positions: np.ndarray, num_sources: int) -> np.ndarray:
 
 
 def plan(onset: int, apex: int, offset: int, num_stored: int,
-         num_frames: int = 8, mode: str = "keyframes") -> TemporalPlan:
-  """The plan of one clip; indices are into its stored frames."""
+         num_frames: int = 8, mode: str = "keyframes",
+         frame_numbers=None) -> TemporalPlan:
+  """The plan of one clip; indices are into its stored frames.
+
+  `frame_numbers`: the stored frames' original frame numbers (increasing),
+  for `uniform`; None: evenly spaced.
+  """
   if not 0 <= onset <= apex <= offset < num_stored:
     raise errors.DataError(
         f"Keyframes must satisfy 0 <= onset <= apex <= offset < stored "
@@ -81,7 +88,17 @@ def plan(onset: int, apex: int, offset: int, num_stored: int,
     weights = _interp_weights(pos, 2)
     keyframe_pos = np.array([0, 1])
   elif mode == "uniform":
-    real = np.round(np.linspace(onset, offset, t1)).astype(int)
+    numbers = (np.arange(num_stored, dtype=np.float64)
+               if frame_numbers is None
+               else np.asarray(frame_numbers, np.float64))
+    if len(numbers) != num_stored or np.any(np.diff(numbers) <= 0):
+      raise errors.DataError(
+          f"frame_numbers must be {num_stored} increasing numbers; got "
+          f"{list(numbers)}.")
+    span = np.arange(onset, offset + 1)
+    targets = np.linspace(numbers[onset], numbers[offset], t1)
+    real = span[np.argmin(np.abs(numbers[span][None, :] - targets[:, None]),
+                          axis=1)]
     indices = np.concatenate([real, [apex]])
     weights = np.concatenate([np.eye(t1), np.zeros((t1, 1))], axis=1)
     keyframe_pos = np.array([0, t1])
