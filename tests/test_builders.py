@@ -435,6 +435,22 @@ def test_missing_clip_folders_all_listed_before_any_frame_is_read(tmp_path):
   assert "decode" not in msg
 
 
+def test_mmew_folder_cross_checks_are_reported(tmp_path):
+  root = fabricate.fabricate_mmew(tmp_path / "m")
+  micro = root / "MMEW_Final" / "Micro_Expression"
+  shutil.move(micro / "fear" / "S02_fea_01", micro / "disgust" / "S02_fea_01")
+  shutil.copytree(micro / "happiness" / "S01_hap_01",
+                  micro / "happiness" / "S09_hap_09")
+  _, ex, report = _build("mmew", tmp_path / "m", tmp_path / "d", 5)
+  clip = _by_clip(ex)[("mmew/02", "S02_fea_01")]
+  assert _text(clip["label_name"]) == "fear"  # the workbook's label
+  assert any("1 clip(s) sit in an emotion folder other than their workbook "
+             "label" in n and "S02_fea_01 (workbook 'fear', folder 'disgust')"
+             in n for n in report["notes"])
+  assert any("1 clip folder(s)" in n and "S09_hap_09" in n
+             for n in report["notes"])
+
+
 def test_mmew_missing_folders_listed_together_and_dropped_clips_not_needed(
     tmp_path):
   root = fabricate.fabricate_mmew(tmp_path / "m")

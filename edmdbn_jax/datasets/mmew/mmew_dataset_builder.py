@@ -83,6 +83,24 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
         row, dataset=DATASET, subject=subject, clip=clip,
         class_set=class_set, frame_dir=frame_dir, prefix="",
         align=source.align, columns=("OnsetFrame", "ApexFrame", "OffsetFrame")))
+  # Cross-checks, reported (labels come from the workbook either way).
+  listed = {r.clip for r in records}
+  differ = [f"{r.clip} (workbook {r.emotion!r}, folder "
+            f"{folders[r.clip].parent.name!r})" for r in records
+            if r.clip in folders and common.canonical_emotion(
+                folders[r.clip].parent.name) != common.canonical_emotion(
+                    r.emotion)]
+  if differ:
+    report.notes.append(
+        f"{DATASET}: {len(differ)} clip(s) sit in an emotion folder other "
+        f"than their workbook label (the label is used): "
+        f"{', '.join(differ[:10])}{' ...' if len(differ) > 10 else ''}.")
+  unlisted = sorted(c for c in folders if c not in listed)
+  if unlisted:
+    report.notes.append(
+        f"{DATASET}: {len(unlisted)} clip folder(s) under {micro} are not "
+        f"in {book.name} and are not used: {', '.join(unlisted[:10])}"
+        f"{' ...' if len(unlisted) > 10 else ''}.")
   return records
 
 
