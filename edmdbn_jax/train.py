@@ -457,20 +457,31 @@ def check_workdir(config, workdir: str, write: bool = True):
   writes config.json."""
   path = os.path.join(workdir, "config.json")
   current = checkpoints.config_to_json(config)
+  folds = os.path.join(workdir, "folds")
+  started = os.path.isdir(folds) and bool(os.listdir(folds))
+  stored, source = None, path
   if os.path.exists(path):
     stored = read_json(path, "delete it to adopt this run's config (the "
                        "folds' results record what they were trained with).")
+  elif started:
+    # config.json lost: a fold model records the config it was trained with.
+    models = sorted(os.path.join(folds, d, "model") for d in os.listdir(folds)
+                    if os.path.isdir(os.path.join(folds, d, "model")))
+    if models:
+      stored = checkpoints.load_meta(models[0])["config"]
+      source = models[0]
+      logging.warning("%s is missing; comparing with the config stored in "
+                      "%s.", path, source)
+  if stored is not None:
     a, b = edmdbn_config.flatten(stored), edmdbn_config.flatten(current)
     diff = sorted(k for k in set(a) | set(b)
                   if k not in RESUME_INVARIANT and a.get(k) != b.get(k))
-    folds = os.path.join(workdir, "folds")
-    started = os.path.isdir(folds) and bool(os.listdir(folds))
     if diff and started:
       lines = [f"  {k}: run has {a.get(k)!r}, now {b.get(k)!r}" for k in diff]
       raise errors.ConfigError(
           f"{workdir} holds a run made with a different config; refusing to "
           "reuse it (its checkpoints and results would be mixed with this "
-          "run's). Differences:\n" + "\n".join(lines) +
+          f"run's). Differences from {source}:\n" + "\n".join(lines) +
           "\nUse another --workdir, or the original settings to resume.")
   if write:
     os.makedirs(workdir, exist_ok=True)

@@ -554,6 +554,19 @@ def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):
   train.check_workdir(same, str(tmp_path))
 
 
+def test_lost_config_json_is_checked_against_a_fold_model(clips, tmp_path):
+  cfg = tiny_config(epochs=1, warmup_epochs=0, folds=("s0",))
+  train.train_and_evaluate(cfg, str(tmp_path), clips=clips)
+  (tmp_path / "config.json").unlink()
+  other = tiny_config(epochs=1, warmup_epochs=0, folds=("s0",))
+  other.model.fusion = "concat"
+  with pytest.raises(errors.ConfigError,
+                     match=r"(?s)Differences from .*fake_s0/model.*fusion"):
+    train.train_and_evaluate(other, str(tmp_path), clips=clips)
+  res = train.train_and_evaluate(cfg, str(tmp_path), clips=clips)
+  assert res["protocol"]["folds"] == 1 and (tmp_path / "config.json").exists()
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("warmup_epochs", 5, "warmup_epochs"),
     ("selection", "best", "selection"),
