@@ -119,7 +119,18 @@ def test_weighted_cross_entropy_with_label_smoothing(smoothing):
                                            smoothing))
   want = _numpy_weighted_ce(logits, labels, w, mask, smoothing)
   assert got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_cross_entropy_equals_torch(smoothing):
   torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  logits = rng.standard_normal((6, 4)).astype(np.float32) * 3
+  labels = np.array([0, 1, 3, 3, 2, 1])
+  w = np.array([0.5, 2.0, 1.0, 1.5], np.float32)
+  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)  # the last is padding
+  got = float(train.weighted_cross_entropy(logits, labels, w, mask,
+                                           smoothing))
   ref = torch.nn.functional.cross_entropy(
       torch.tensor(logits[:5]), torch.tensor(labels[:5]),
       weight=torch.tensor(w), label_smoothing=smoothing)
