@@ -47,17 +47,26 @@ def lowered_flops(lowered) -> float:
   return float((cost or {}).get("flops", float("nan")))
 
 
-def forward_cost(config: ml_collections.ConfigDict, batch: int = 1,
-                 dtype: Optional[str] = None) -> Dict[str, float]:
-  """XLA cost analysis of one forward pass at `batch` (`lowered_flops`).
-
-  Returns {'flops': ..., 'macs': flops / 2, 'macs_per_clip': ...}.
-  """
+def _traced_forward(config: ml_collections.ConfigDict, batch: int,
+                    dtype: Optional[str] = None):
+  """The jitted forward pass traced on abstract inputs (nothing computed)."""
   model = from_config(config.model, dtype=dtype)
   variables = abstract_variables(model, config)
   fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
-  flops = lowered_flops(fn.lower(variables, *input_specs(config, batch)))
-  return {"flops": flops, "macs": flops / 2, "macs_per_clip": flops / 2 / batch}
+  return fn.trace(variables, *input_specs(config, batch))
+
+
+def forward_cost(config: ml_collections.ConfigDict, batch: int = 1,
+                 dtype: Optional[str] = None) -> Dict[str, float]:
+  """Both counts of one forward pass at `batch`, from one trace.
+
+  Returns {'flops': XLA's count (`lowered_flops`), 'macs': flops / 2,
+  'macs_per_clip': ..., 'matmul_macs_per_clip': `matmul_macs`}.
+  """
+  traced = _traced_forward(config, batch, dtype)
+  flops = lowered_flops(traced.lower())
+  return {"flops": flops, "macs": flops / 2, "macs_per_clip": flops / 2 / batch,
+          "matmul_macs_per_clip": _jaxpr_macs(traced.jaxpr.jaxpr) // batch}
 
 
 def _jaxpr_macs(jaxpr) -> int:
@@ -93,11 +102,7 @@ def _jaxpr_macs(jaxpr) -> int:
 def matmul_macs(config: ml_collections.ConfigDict, batch: int = 1) -> int:
   """Multiply-adds per clip of the forward pass's matrix products and
   convolutions (traced, nothing is computed or compiled)."""
-  model = from_config(config.model)
-  variables = abstract_variables(model, config)
-  closed = jax.make_jaxpr(lambda v, a, b: model.apply(v, a, b)[0])(
-      variables, *input_specs(config, batch))
-  return _jaxpr_macs(closed.jaxpr) // batch
+  return _jaxpr_macs(_traced_forward(config, batch).jaxpr.jaxpr) // batch
 
 
 def forward_latency(config: ml_collections.ConfigDict, batch: int = 1,

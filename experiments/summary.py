@@ -39,10 +39,9 @@ def main(argv):
   print("Parameters:")
   for name, n in counts.items():
     print(f"  {name:>14s}: {n:>12,d}")
-  macs = profiling.matmul_macs(config)
-  print(f"Forward multiply-adds per clip (matrix products and "
-        f"convolutions): {macs / 1e9:.2f} G")
   cost = profiling.forward_cost(config, _BATCH.value, dtype)
+  print(f"Forward multiply-adds per clip (matrix products and "
+        f"convolutions): {cost['matmul_macs_per_clip'] / 1e9:.2f} G")
   print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
         f"elementwise work included): "
         f"{cost['flops'] / _BATCH.value / 1e9:.2f} G")

@@ -108,13 +108,19 @@ def _numpy_weighted_ce(logits, labels, w, mask, s):
   return num / den
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_weighted_cross_entropy_with_label_smoothing(smoothing):
+def _loss_case():
+  """(logits, labels, class weights, mask): 6 clips, the last padding."""
   rng = np.random.default_rng(0)
   logits = rng.standard_normal((6, 4)).astype(np.float32) * 3
   labels = np.array([0, 1, 3, 3, 2, 1])
   w = np.array([0.5, 2.0, 1.0, 1.5], np.float32)
-  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)  # the last is padding
+  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)
+  return logits, labels, w, mask
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_cross_entropy_with_label_smoothing(smoothing):
+  logits, labels, w, mask = _loss_case()
   got = float(train.weighted_cross_entropy(logits, labels, w, mask,
                                            smoothing))
   want = _numpy_weighted_ce(logits, labels, w, mask, smoothing)
@@ -124,11 +130,7 @@ def test_weighted_cross_entropy_with_label_smoothing(smoothing):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_weighted_cross_entropy_equals_torch(smoothing):
   torch = pytest.importorskip("torch")
-  rng = np.random.default_rng(0)
-  logits = rng.standard_normal((6, 4)).astype(np.float32) * 3
-  labels = np.array([0, 1, 3, 3, 2, 1])
-  w = np.array([0.5, 2.0, 1.0, 1.5], np.float32)
-  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)  # the last is padding
+  logits, labels, w, mask = _loss_case()
   got = float(train.weighted_cross_entropy(logits, labels, w, mask,
                                            smoothing))
   ref = torch.nn.functional.cross_entropy(

@@ -76,9 +76,12 @@ def load(name: str, *, num_classes: int, image_size: int,
       name, num_classes=num_classes, image_size=image_size,
       data_dir=data_dir, manual_dir=manual_dir, variant=variant,
       **builder_kwargs)
+  # A build made by an earlier call is checked against the manual directory
+  # now (tfds would reuse it whatever changed); one made here is not.
+  if (manual_dir and hasattr(builder, "check_build")
+      and builder.is_prepared()):
+    builder.check_build(manual_dir)
   if build:
     dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder.download_and_prepare(download_config=dl_config)
-  if manual_dir and hasattr(builder, "check_build"):
-    builder.check_build(manual_dir)
   return builder, builder.as_data_source(split="train")

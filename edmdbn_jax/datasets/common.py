@@ -476,16 +476,8 @@ def frames_by_number(directory: epath.Path, prefix: str = "",
     ) from e
   except DataError as e:
     raise DataError(f"Clip {clip} ({where}): {e}") from e
-  out = {}
-  for p in paths:
-    p = epath.Path(p)
-    n = pio.frame_number(p)
-    if n in out:
-      raise DataError(
-          f"Clip {clip}: {out[n].name} and {p.name} in {directory} both hold "
-          f"frame {n}. Remove one of them.")
-    out[n] = p
-  return out
+  # list_frames has refused two files with one frame number.
+  return {pio.frame_number(p): epath.Path(p) for p in paths}
 
 
 def middle_frame(numbers: Sequence[int]) -> int:
