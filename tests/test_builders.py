@@ -18,6 +18,7 @@ import pytest
 
 from edmdbn_jax import datasets
 from edmdbn_jax.datasets import common
+from edmdbn_jax.datasets.megc2019_composite import megc2019_composite_dataset_builder
 from edmdbn_jax.datasets.smic_hs import smic_hs_dataset_builder as smic
 from edmdbn_jax.errors import AnnotationError
 from edmdbn_jax.errors import DataError
@@ -226,6 +227,38 @@ def test_megc2019_composite(trees, tmp_path):
       "casme2/sub01", "casme2/sub02", "samm/006", "samm/011", "samm/028",
       "samm/032", "smic_hs/s1", "smic_hs/s10", "smic_hs/s2"]
   assert {_text(e["dataset"]) for e in ex} == {"casme2", "samm", "smic_hs"}
+  # The fabricated set is not the published one, and the report says so.
+  diff = report["published_counts_differences"]
+  assert diff["casme2"]["negative"] == {"built": 3, "published": 88}
+  assert diff["samm"]["surprise"] == {"built": 1, "published": 15}
+  assert any(n.startswith("This build is NOT the published MEGC2019 set: 16 "
+                          "clips (published 442)") and
+             "casme2 negative 3 (published 88)" in n and
+             "MEGC2019_ground_truth.csv" in n for n in report["notes"])
+
+
+def test_megc2019_published_counts_comparison():
+  megc = megc2019_composite_dataset_builder
+  report = common.BuildReport("megc2019_composite", "3class_64px")
+  for src, counts in megc.PUBLISHED_COUNTS.items():
+    for cls, n in counts.items():
+      for i in range(n):
+        report.keep(common.ClipRecord(
+            dataset=src, subject=f"s{i % 7}", clip=f"{cls}{i}", emotion=cls,
+            label=cls, frame_dir=None, prefix="", align=False, where="test"))
+  assert megc.compare_with_published(report) == {}
+  assert report.notes == ["Class counts per source equal the published "
+                          "MEGC2019 set's (442 clips)."]
+  # Two extra CASME II negatives (the 2014 sheet without the official list).
+  report.notes.clear()
+  for i in range(2):
+    report.keep(common.ClipRecord(
+        dataset="casme2", subject="s1", clip=f"extra{i}", emotion="disgust",
+        label="negative", frame_dir=None, prefix="", align=False,
+        where="test"))
+  assert megc.compare_with_published(report) == {
+      "casme2": {"negative": {"built": 90, "published": 88}}}
+  assert "casme2 negative 90 (published 88)" in report.notes[0]
 
 
 # An official-style ground-truth file for the fabricated composite: a header,

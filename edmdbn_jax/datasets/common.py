@@ -920,6 +920,11 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     listings = list_clip_frames(records)
     return {"train": self._generate_examples(records, report, listings)}
 
+  def finish_report(self, report: BuildReport):
+    """Adds builder-specific findings once every clip was resolved (the
+    report's kept, skipped and excluded lists are final here)."""
+    del report
+
   def _generate_examples(self, records: Sequence[ClipRecord],
                          report: BuildReport,
                          listings: Optional[
@@ -960,6 +965,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         continue
       report.keep(rec)
       yield rec.key, example
+    self.finish_report(report)
     report.log()
     if not report.kept:
       # tfds would fail with "No examples were yielded" and delete the

@@ -5,7 +5,9 @@ others (and CASME II sadness and fear) excluded. Subjects stay distinct across
 the source datasets ('casme2/sub01', 'samm/006', 'smic_hs/s1'), so LOSO runs
 over 68 subjects. Published counts (negative/positive/surprise/total): SMIC
 70/51/43/164, CASME II 88/32/25/145 (2014 sheet), SAMM 92/26/15/133, all
-250/109/83/442; the build report lists the counts this build produced.
+250/109/83/442; the build report compares the counts this build produced
+with these (`published_counts_differences`, and a note naming every count
+that differs).
 
 With the official MEGC2019 ground-truth file in the manual directory
 (`GROUND_TRUTH_FILE`: rows `dataset, subject, filename, label`, labels 0
@@ -15,11 +17,12 @@ set and their labels; the mapping above is only cross-checked against it
 set is derived from the three annotations by the mapping.
 """
 
+import collections
 import csv
 import dataclasses
 import io
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from etils import epath
 
@@ -231,10 +234,47 @@ def find_clips(manual_dir: epath.Path, variant: str,
         "labels come from the emotion mapping, which can differ from the "
         "published set by a few clips (e.g. CASME II negatives). Copy the "
         "official file there and rebuild for the exact MEGC2019 set.")
-  report.notes.append(
-      "MEGC2019 published counts per source (negative/positive/surprise): "
-      f"{PUBLISHED_COUNTS}; compare with class counts per source below.")
   return records
+
+
+def compare_with_published(report: common.BuildReport) -> dict[str, Any]:
+  """The built set's class counts per source against the published ones.
+
+  Returns {source: {class: {"built": n, "published": m}}} for every count
+  that differs (empty when the build is the published set); also written to
+  the report (`published_counts_differences`) with a note saying which
+  counts differ, so a set that is not the published one cannot pass as it.
+  """
+  built = collections.defaultdict(collections.Counter)
+  for k in report.kept:
+    built[k["subject"].split("/")[0]][k["label"]] += 1
+  diff = {}
+  for src in sorted(set(PUBLISHED_COUNTS) | set(built)):
+    published = PUBLISHED_COUNTS.get(src, {})
+    for cls in sorted(set(published) | set(built[src])):
+      n, m = built[src][cls], published.get(cls, 0)
+      if n != m:
+        diff.setdefault(src, {})[cls] = {"built": n, "published": m}
+  report.extra["published_counts"] = PUBLISHED_COUNTS
+  report.extra["published_counts_differences"] = diff
+  total = sum(sum(c.values()) for c in PUBLISHED_COUNTS.values())
+  if not diff:
+    report.notes.append(
+        f"Class counts per source equal the published MEGC2019 set's "
+        f"({total} clips).")
+  else:
+    listed = "; ".join(
+        f"{src} {cls} {d['built']} (published {d['published']})"
+        for src, by_cls in diff.items() for cls, d in by_cls.items())
+    report.notes.append(
+        f"This build is NOT the published MEGC2019 set: {len(report.kept)} "
+        f"clips (published {total}); counts that differ: {listed}. Scores "
+        "on it are not comparable with MEGC2019 results as they stand; see "
+        "the skipped, excluded and repaired clips in this report"
+        + ("" if report.extra.get("ground_truth") else
+           f", and copy the official {GROUND_TRUTH_FILE} into the manual "
+           "directory") + ".")
+  return diff
 
 
 class Builder(common.ClipBuilder):
@@ -248,3 +288,6 @@ class Builder(common.ClipBuilder):
 
   def find_clips(self, manual_dir, report):
     return find_clips(manual_dir, self.builder_config.variant, report)
+
+  def finish_report(self, report):
+    compare_with_published(report)
