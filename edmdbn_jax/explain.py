@@ -42,7 +42,7 @@ def _class_cotangents(vjp, logits, classes):
 
 
 def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
-            target: str = "fused"):
+            target: str = "fused", return_out: bool = False):
   """Grad-CAM maps of `classes` on `target`.
 
   Args:
@@ -51,18 +51,22 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
     frames, keyframes: normalised model inputs (B, T+1, H, W, 3), (B, 2, ...).
     classes: class indices to explain.
     target: 'fused', 'entire' or 'detail'.
+    return_out: also return the forward pass's named intermediates as
+      'out' (as `model.apply` returns them; e.g. for `attention_maps`), from
+      the same forward pass the gradients use.
 
   Returns:
     dict with 'cams' float32 (B, len(classes), h, w) in [0, 1], 'logits'
-    (B, K) and 'probabilities' (B, K).
+    (B, K), 'probabilities' (B, K) and, with `return_out`, 'out'.
   """
   if target not in TARGETS:
     raise ValueError(f"target={target!r}; choose from {TARGETS}")
   params = {"params": variables["params"]}
   if target == "fused":
-    fused, _ = model.apply(params, frames, keyframes, method="features")
+    fused, out = model.apply(params, frames, keyframes, method="features")
     logits, vjp = jax.vjp(
         lambda a: model.apply(params, a, method="classify"), fused)
+    out["logits"] = logits
     feature, grads = fused, _class_cotangents(vjp, logits, classes)[0]
   else:
     if target not in ("entire", "detail") or (
@@ -87,8 +91,11 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
   cams = jax.vmap(lambda g: cam_from_gradients(
       feature.astype(jnp.float32), g.astype(jnp.float32)))(grads)
   cams = jnp.moveaxis(cams, 0, 1)
-  return {"cams": cams, "logits": logits,
-          "probabilities": jax.nn.softmax(logits, -1)}
+  res = {"cams": cams, "logits": logits,
+         "probabilities": jax.nn.softmax(logits, -1)}
+  if return_out:
+    res["out"] = out
+  return res
 
 
 def attention_maps(out: Dict) -> Dict[str, np.ndarray]:

@@ -163,13 +163,13 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
 
   @jax.jit
   def explain_clip(gathered, weights, keyframe_pos):
-    """One clip (batch of 1) -> Grad-CAM results and the forward's `out`."""
+    """One clip (batch of 1) -> Grad-CAM results and the forward's `out`
+    (one forward pass for both)."""
     frames, keyframes = temporal.assemble(gathered, weights, keyframe_pos)
     res = explain.gradcam(model, variables, frames, keyframes,
                           classes=list(range(len(class_names))),
-                          target=target)
-    _, out = model.apply(variables, frames, keyframes)
-    return res, out
+                          target=target, return_out=True)
+    return res, res.pop("out")
 
   for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
                 disable=not progress):

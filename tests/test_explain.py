@@ -72,6 +72,27 @@ def test_gradcam_maps_finite_and_normalised(tiny, target):
                              rtol=1e-5)
 
 
+@pytest.mark.parametrize("target", ["fused", "entire", "detail"])
+def test_gradcam_out_is_the_forward_pass(tiny, target):
+  # The intermediates returned with the maps (gradcam.py draws the Token
+  # Attention panels from them) are those of a plain forward pass.
+  model, variables, frames, keyframes = tiny
+  logits, out = model.apply(variables, frames, keyframes)
+  res = explain.gradcam(model, variables, frames, keyframes, classes=[0],
+                        target=target, return_out=True)
+  np.testing.assert_allclose(np.asarray(res["logits"]), np.asarray(logits),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(res["out"]["logits"]),
+                             np.asarray(logits), rtol=1e-5, atol=1e-5)
+  want = explain.attention_maps(out)
+  got = explain.attention_maps(res["out"])
+  assert set(got) == set(want) and want
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+  assert "out" not in explain.gradcam(model, variables, frames, keyframes,
+                                      classes=[0], target=target)
+
+
 def test_attention_maps_and_panel(tiny, tmp_path):
   model, variables, frames, keyframes = tiny
   _, out = model.apply(variables, frames, keyframes)
