@@ -23,10 +23,12 @@ Design points:
   sharded over devices when there are several, the batch within a fold over
   the rest; the train state is donated.
 * Evaluation of the held-out subject runs after every `eval_every_epochs`;
-  padding carries a mask so a 2-clip fold is scored exactly. Both protocols
-  are computed from the same run: `fixed` (the last epoch, the headline by
-  default) and `test_best` (per fold, the epoch that scores best on the held-
-  out subject, as the authors' code does; labelled as selected on test data).
+  padding carries a mask so a 2-clip fold is scored exactly. Three
+  protocols are computed from the same run: `fixed` (the last epoch, the
+  headline by default), `test_best` (per fold, the epoch that scores best on
+  the held-out subject) and `released` (the authors' code's checkpoint and
+  early stopping on the held-out subject, replayed on the stored per-epoch
+  predictions); the last two are labelled as selected on test data.
 """
 
 import dataclasses
@@ -63,7 +65,7 @@ from edmdbn_jax.models import input_specs
 # Config fields that may differ between the run that made a workdir and the
 # one resuming it: they change how the work is scheduled, not its result.
 RESUME_INVARIANT = ("train.fold_parallel", "train.folds", "train.final_model",
-                    # Both selections come from the same training; this
+                    # Every selection comes from the same training; this
                     # only picks the headline.
                     "train.selection",
                     "data.data_dir", "data.manual_dir", "train.progress",
@@ -77,6 +79,9 @@ EVAL_BATCH = 16
 # Schedule and class weights.
 # ---------------------------------------------------------------------------
 SCHEDULES = ("warmup_cosine", "released")
+# Model selections, all computed from every run (metrics.SELECTION_NOTES):
+# the configured one is the headline, the others ride along labelled.
+SELECTIONS = ("fixed", "test_best", "released")
 
 
 def learning_rate(step, steps_per_epoch, *, peak, warmup_epochs, epochs,
@@ -541,9 +546,9 @@ def validate(config):
     raise errors.ConfigError(f"train.batch_size={t.batch_size}: must be >= 1.")
   if t.learning_rate <= 0:
     raise errors.ConfigError("train.learning_rate must be positive.")
-  if t.selection not in ("fixed", "test_best"):
+  if t.selection not in SELECTIONS:
     raise errors.ConfigError(
-        f"train.selection={t.selection!r}: use fixed | test_best.")
+        f"train.selection={t.selection!r}: use {' | '.join(SELECTIONS)}.")
   if t.eval_every_epochs < 1:
     raise errors.ConfigError("train.eval_every_epochs must be >= 1.")
   if t.get("schedule", "warmup_cosine") not in SCHEDULES:
@@ -881,8 +886,19 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
 
 
 def select_epoch(history: List[Dict[str, Any]], selection: str,
-                 fold: str = "a fold"):
-  """The scored record of a fold: last evaluated epoch, or best on test."""
+                 fold: str = "a fold", labels=None, num_classes=None,
+                 epochs=None):
+  """The scored record of a fold and the epoch early stopping ends it at.
+
+  'fixed': the last evaluated epoch; 'test_best': the best on the held-out
+  subject; 'released': the released code's early stopping and checkpoint
+  replayed on the held-out predictions (needs the fold's `labels`, the
+  `num_classes` and the run's `epochs`: patience is half of them).
+
+  Returns:
+    (record, stopped_epoch): stopped_epoch is None unless 'released' stops
+    before the last epoch.
+  """
   evaluated = [h for h in history if "logits" in h]
   if not evaluated:
     raise errors.CheckpointError(
@@ -890,23 +906,34 @@ def select_epoch(history: List[Dict[str, Any]], selection: str,
         "written by another version?); delete the fold's result.json to "
         "retrain it.")
   if selection == "fixed":
-    return evaluated[-1]
+    return evaluated[-1], None
+  if selection == "released":
+    scores = [metrics_lib.fold_scores(metrics_lib.confusion_matrix(
+        labels, np.asarray(h["logits"]).argmax(-1), num_classes),
+                                      "union")["uf1"] for h in evaluated]
+    i, stopped = metrics_lib.early_stopping_selection(
+        scores, [int(h["epoch"]) for h in evaluated], patience=epochs * 0.5)
+    return evaluated[i], stopped
   # test_best: highest held-out UF1, then accuracy; the earliest on ties.
   return max(evaluated, key=lambda h: (h["test_uf1"], h["test_accuracy"],
-                                       -h["epoch"]))
+                                       -h["epoch"])), None
 
 
-def fold_results(histories, folds, clips, selection):
+def fold_results(histories, folds, clips, selection, epochs=None):
   """FoldResults of `selection` from each fold's per-epoch history."""
   out = []
   for f, history in zip(folds, histories):
-    rec = select_epoch(history, selection, f"fold {f.subject}")
+    labels = clips.labels[f.test_idx]
+    rec, stopped = select_epoch(history, selection, f"fold {f.subject}",
+                                labels=labels,
+                                num_classes=len(clips.class_names),
+                                epochs=epochs)
     logits = np.asarray(rec["logits"], np.float32)
     out.append(metrics_lib.FoldResult(
-        subject=f.subject, labels=clips.labels[f.test_idx],
+        subject=f.subject, labels=labels,
         preds=logits.argmax(-1), clips=list(clips.clips[f.test_idx]),
         datasets=list(clips.datasets[f.test_idx]), logits=logits,
-        epoch=int(rec["epoch"])))
+        epoch=int(rec["epoch"]), stopped_epoch=stopped))
   return out
 
 
@@ -991,8 +1018,9 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   histories = [st["history"] for st in stored]
   total = len(clips.subject_list())
   results, frs = {}, {}
-  for sel in ("fixed", "test_best"):
-    frs[sel] = fold_results(histories, folds, clips, sel)
+  for sel in SELECTIONS:
+    frs[sel] = fold_results(histories, folds, clips, sel,
+                            epochs=int(config.train.epochs))
     d = config.data
     note = (f"{len(folds)} LOSO folds, {config.train.epochs} epochs, "
             f"dataset {clips.name} ({len(clips)} clips, {k} classes: "
@@ -1000,6 +1028,12 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
             f"{', variant ' + d.variant if d.get('variant') else ''}; "
             f"temporal {d.temporal}), config {config.get('variant', '?')}, "
             f"seed {config.train.seed}")
+    if sel == "released":
+      every = int(config.train.eval_every_epochs)
+      note += (f"; early stopping replayed with patience "
+               f"{0.5 * int(config.train.epochs):g} epochs" +
+               (f" on the epochs evaluated (every {every}; the released "
+                "code validates every epoch)" if every != 1 else ""))
     if len(folds) < total:
       note = (f"PARTIAL: {len(folds)} of {total} subjects held out so far "
               f"({', '.join(f.subject for f in folds)}); not a LOSO score of "
@@ -1010,11 +1044,14 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
     results[sel]["protocol"]["subjects_total"] = total
     results[sel]["protocol"]["complete"] = len(folds) == total
   headline = results[selection]
-  # The other protocol rides along, labelled, for comparison.
-  other = "test_best" if selection == "fixed" else "fixed"
-  headline["other_selection"] = {
-      "selection": other, "aggregated": results[other]["aggregated"],
-      "protocol": results[other]["protocol"]}
+  # The other protocols ride along, labelled, for comparison.
+  headline["other_selections"] = {
+      other: {"selection": other,
+              "aggregated": results[other]["aggregated"],
+              "per_fold_mean": results[other]["per_fold_mean"],
+              "per_fold": results[other]["per_fold"],
+              "protocol": results[other]["protocol"]}
+      for other in SELECTIONS if other != selection}
   report_lib.write_all(headline, frs[selection], workdir,
                        list(clips.class_names))
   return headline

@@ -54,6 +54,13 @@ def test_agrees_with_sklearn_on_random_folds_missing_classes():
                   for f in folds])
   got = metrics.per_fold_scores(folds, 4, "skip")["uf1"]
   assert got == pytest.approx(want)
+  # 'union' = sklearn's default labels (those in y_true or y_pred), which
+  # is what torchmetrics 0.9's macro F1 / recall compute.
+  for name, fn in (("uf1", skm.f1_score), ("uar", skm.recall_score)):
+    want_u = np.mean([fn(f.labels, f.preds, average="macro",
+                         zero_division=0) for f in folds])
+    assert metrics.per_fold_scores(folds, 4, "union")[name] == (
+        pytest.approx(want_u))
   # 'zero' = sklearn over all labels with zero_division=0.
   want0 = np.mean([skm.f1_score(f.labels, f.preds, average="macro",
                                 labels=range(4), zero_division=0)
@@ -77,6 +84,34 @@ def test_absent_class_rules_on_a_constructed_fold():
   # 'one': class 1 never predicted -> 1; class 2 predicted though absent -> 0.
   assert one["uf1"] == pytest.approx((f1_0 + 1 + 0) / 3)
   assert one["uar"] == pytest.approx((0.5 + 1 + 1) / 3)
+  # 'union': classes 0 and 2 (labelled or predicted); class 2 scores 0.
+  union = metrics.fold_scores(cm, "union")
+  assert union["uf1"] == pytest.approx(f1_0 / 2)
+  assert union["uar"] == pytest.approx(0.5 / 2)
+
+
+def test_early_stopping_selection_follows_lightning():
+  sel = metrics.early_stopping_selection
+  epochs = list(range(1, 11))
+  # Ties are not improvements: the earliest best epoch is kept.
+  assert sel([0.2, 0.5, 0.5, 0.4, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1], epochs,
+             patience=5) == (1, 7)
+  # No improvement for `patience` epochs after the best: stop there, so a
+  # better epoch later is never reached.
+  assert sel([0.2, 0.6, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1], epochs,
+             patience=5) == (1, 7)
+  # Patience 5 not used up: the later, better epoch is selected.
+  assert sel([0.2, 0.6, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1], epochs,
+             patience=5) == (6, None)
+  # A score above the threshold stops training at once (and is kept).
+  assert sel([0.2, 0.995, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], epochs,
+             patience=5) == (1, 2)
+  # 0.99 itself is not above the threshold (a strict test).
+  assert sel([0.99, 1.0], [1, 2], patience=5) == (1, 2)
+  # Epochs evaluated every 2: patience is counted in epochs.
+  assert sel([0.5, 0.4, 0.4, 0.4], [2, 4, 6, 8], patience=4) == (0, 6)
+  with pytest.raises(ValueError):
+    sel([], [], patience=5)
 
 
 def test_per_source_and_summary_are_json(tmp_path):
@@ -87,14 +122,14 @@ def test_per_source_and_summary_are_json(tmp_path):
   assert res["per_source"]["a"]["uf1"] == pytest.approx(1.0)
   assert res["per_source"]["b"]["n"] == 3
   assert res["protocol"]["selection"] == "fixed"
-  assert set(res["per_fold_mean"]) == {"skip", "zero", "one"}
+  assert set(res["per_fold_mean"]) == {"skip", "zero", "one", "union"}
 
 
 def test_reports_label_their_protocol(tmp_path):
   folds = [_fr("s1", [0, 1, 2], [0, 1, 1]), _fr("s2", [2, 0], [2, 0])]
   for f in folds:
     f.logits = np.eye(3)[f.preds] * 3.0
-  for sel in ("fixed", "test_best"):
+  for sel in ("fixed", "test_best", "released"):
     res = metrics.summarize(folds, 3, ["neg", "pos", "sur"], selection=sel)
     out = tmp_path / sel
     report.write_all(res, folds, str(out), ["neg", "pos", "sur"])
@@ -107,11 +142,12 @@ def test_reports_label_their_protocol(tmp_path):
     else:
       assert "headline" not in md
       rows = [l for l in md.splitlines() if l.startswith("| ")
-              and "test_best" in l]
-      assert len(rows) == 4 and all(
-          "SELECTED ON TEST, optimistic" in l for l in rows)
+              and sel in l]
+      assert len(rows) == 5 and all("SELECTED ON TEST" in l and
+                                    "optimistic" in l for l in rows)
     assert "absent classes: zero" in md
-    assert ("SELECTED ON TEST DATA" in md) == (sel == "test_best")
+    assert "absent classes: union" in md
+    assert ("SELECTED ON TEST DATA" in md) == (sel != "fixed")
     import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
     assert mpimg.imread(str(out / "confusion.png")).size > 0
     rows = (out / "predictions.csv").read_text().splitlines()

@@ -272,7 +272,7 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
                                   str(tmp_path / "pad"), clips=clips)
   for res in (res1, res3, res2):
     assert res["protocol"]["selection"] == "fixed"
-    assert res["other_selection"]["selection"] == "test_best"
+    assert sorted(res["other_selections"]) == ["released", "test_best"]
     assert 0.0 <= res["aggregated"]["uf1"] <= 1.0
   h1 = _histories(tmp_path / "seq", clips)
   h3 = _histories(tmp_path / "par", clips)
@@ -548,7 +548,45 @@ def test_a_fold_subset_adds_to_a_run_and_scores_are_checked(clips, tmp_path):
       tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3",
                   selection="test_best"), work, clips=clips)
   assert best["protocol"]["selection"] == "test_best"
-  assert best["other_selection"]["aggregated"] == full["aggregated"]
+  assert best["other_selections"]["fixed"]["aggregated"] == full["aggregated"]
+
+
+def test_select_epoch_protocols():
+  # One fold, labels [0, 0, 1], 3 classes, 4 epochs (released patience 2).
+  labels = np.array([0, 0, 1])
+
+  def rec(epoch, preds, loss=1.0):
+    logits = np.eye(3)[preds] * 2.0
+    cm = np.zeros((3, 3), int)
+    np.add.at(cm, (labels, preds), 1)
+    from edmdbn_jax.evaluators import metrics  # pylint: disable=g-import-not-at-top
+    sc = metrics.scores_from_confusion(cm)
+    return {"epoch": epoch, "loss": loss, "logits": logits.tolist(),
+            "test_uf1": sc["uf1"], "test_accuracy": sc["accuracy"]}
+
+  history = [rec(1, [0, 2, 1]), rec(2, [2, 2, 1]), {"epoch": 3, "loss": 1.0},
+             rec(4, [0, 0, 1])]
+  kw = dict(labels=labels, num_classes=3, epochs=4)
+  assert train.select_epoch(history, "fixed", **kw) == (history[3], None)
+  assert train.select_epoch(history, "test_best", **kw) == (history[3], None)
+  # Released: epoch 1 is the best seen, epoch 2 worse, epoch 3 not
+  # evaluated; epoch 4 is the first check 2 epochs (the patience) after the
+  # best, so training stops after it, and it is better: it is kept.
+  assert train.select_epoch(history, "released", **kw) == (history[3], 4)
+  # With 2 epochs of patience used up before the better epoch, it is never
+  # reached: training stops after epoch 3.
+  history = [rec(1, [0, 2, 1]), rec(2, [2, 2, 1]), rec(3, [2, 2, 1]),
+             rec(4, [0, 0, 1])]
+  assert train.select_epoch(history, "released", **kw) == (history[0], 3)
+  assert train.select_epoch(history, "test_best", **kw) == (history[3], None)
+  # Released monitors UF1 over the classes labelled or predicted (the
+  # torchmetrics 0.9 rule): predicting the absent class 2 costs more there.
+  history = [rec(1, [0, 2, 1]), rec(2, [0, 1, 1])]
+  kw["epochs"] = 10
+  # 'skip' UF1: epoch 1 (2/3 + 1) / 2 = 0.83 > epoch 2 (0.8 + 0.67) / 2.
+  assert train.select_epoch(history, "test_best", **kw)[0] is history[0]
+  # 'union': epoch 1 (2/3 + 1 + 0) / 3 = 0.56 < epoch 2 0.73.
+  assert train.select_epoch(history, "released", **kw)[0] is history[1]
 
 
 def test_refuses_a_workdir_made_with_another_config(clips, tmp_path):

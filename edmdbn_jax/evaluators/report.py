@@ -15,8 +15,13 @@ def _f(x):
       f"{x:.4f}")
 
 
-SELECTION_LABELS = {"fixed": "fixed budget (last epoch)",
-                    "test_best": "test_best (SELECTED ON TEST, optimistic)"}
+SELECTION_LABELS = {
+    "fixed": "fixed budget (last epoch)",
+    "test_best": "test_best (SELECTED ON TEST, optimistic)",
+    "released": ("released (SELECTED ON TEST: the released code's early "
+                 "stopping, optimistic)")}
+# Selections that look at the held-out subject: every row says so.
+TEST_SELECTED = ("test_best", "released")
 
 
 def selection_label(selection: str) -> str:
@@ -40,8 +45,9 @@ def markdown_table(results: Dict[str, Any]) -> str:
     lines.append(f"**Partial: {p['folds']} of {p['subjects_total']} subjects "
                  "held out so far; not a LOSO score of the dataset.**")
     lines.append("")
-  if p["selection"] == "test_best":
-    lines.append("**Warning: " + metrics.SELECTION_NOTES["test_best"] + ".**")
+  if p["selection"] in TEST_SELECTED:
+    lines.append("**Warning: " + metrics.SELECTION_NOTES[p["selection"]]
+                 + ".**")
     lines.append("")
   lines += [
       f"LOSO over {p['folds']} subjects; model selection: "
@@ -64,12 +70,16 @@ def markdown_table(results: Dict[str, Any]) -> str:
     lines.append(f"| {part}aggregated, source {src} ({sc['n']} clips), "
                  f"{sel} | {_f(sc['uf1'])} | {_f(sc['uar'])} | "
                  f"{_f(sc['accuracy'])} |")
-  other = results.get("other_selection")
-  if other:
+  for other in results.get("other_selections", {}).values():
     o = other["aggregated"]
-    lines.append(f"| for comparison: {part}aggregated, "
-                 f"{selection_label(other['selection'])} | "
+    lab = selection_label(other["selection"])
+    lines.append(f"| for comparison: {part}aggregated, {lab} | "
                  f"{_f(o['uf1'])} | {_f(o['uar'])} | {_f(o['accuracy'])} |")
+    u = other["per_fold_mean"].get("union")
+    if u:
+      lines.append(f"| for comparison: {part}mean over {u['folds']} folds, "
+                   f"absent classes: union, {lab} | {_f(u['uf1'])} | "
+                   f"{_f(u['uar'])} | {_f(u['accuracy'])} |")
   names = results["class_names"]
   lines += ["", "Per class (aggregated): " + ", ".join(
       f"{n} F1 {_f(f)} / recall {_f(r)} (n={s})" for n, f, r, s in zip(
@@ -124,7 +134,7 @@ def megc_prediction_log(fold_results, class_names, path, selection):
   positive, 2 surprise, the MEGC ground-truth codes). Subjects are written
   without the '<dataset>/' prefix, fields tab-separated, with a header line;
   `selection` says which epoch's predictions these are (fixed: the last;
-  test_best: chosen on the test subject).
+  test_best, released: chosen on the test subject).
   """
   with open(path, "w") as f:
     f.write("dataset\tsubject\tclip\ttrue\tpredicted\ttrue_label\t"
