@@ -1054,4 +1054,10 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
       for other in SELECTIONS if other != selection}
   report_lib.write_all(headline, frs[selection], workdir,
                        list(clips.class_names))
+  p = headline["protocol"]
+  report_lib.write_curves(
+      histories, frs, k, workdir,
+      title=(f"{report_lib.partial_label(p)}LOSO, {len(folds)} folds, "
+             f"{clips.name}, config {config.get('variant', '?')}, seed "
+             f"{config.train.seed}"))
   return headline

@@ -227,7 +227,7 @@ def main(argv):
   with open(md) as f:
     print(f.read())
   print(f"Everything is in {workdir} (results.json, results.md, "
-        "predictions.csv, confusion.png, tensorboard/).")
+        "predictions.csv, confusion.png, curves.png, tensorboard/).")
 
 
 if __name__ == "__main__":

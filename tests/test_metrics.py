@@ -173,3 +173,36 @@ def test_reports_label_their_protocol(tmp_path):
   assert "PARTIAL 2/5 subjects" in corner
   pred = (tmp_path / "part" / "predictions.csv").read_text().splitlines()
   assert pred[1].split(",")[7] == "partial"
+
+
+def test_epoch_curves_pool_every_fold_per_epoch(tmp_path):
+  def rec(epoch, loss, preds=None):
+    r = {"epoch": epoch, "loss": loss, "train_accuracy": 0.5}
+    if preds is not None:
+      r["logits"] = np.eye(3)[preds].tolist()
+    return r
+  labels = [np.array([0, 1]), np.array([2]), np.array([], int)]
+  histories = [
+      [rec(1, 2.0, [0, 0]), rec(2, 1.0), rec(3, 0.5, [0, 1])],
+      [rec(1, 1.0, [2]), rec(2, 0.0), rec(3, 0.5, [1])],
+      [rec(1, 3.0), rec(2, 2.0), rec(3, 1.5)],  # no held-out clips
+  ]
+  c = report.epoch_curves(histories, labels, 3)
+  assert c["epoch"] == [1, 2, 3]
+  assert c["train_loss"] == pytest.approx([2.0, 1.0, 2.5 / 3])
+  assert c["folds_evaluated"] == [2, 0, 2]
+  # Epoch 1 pools labels 0,1,2 / preds 0,0,2: F1 2/3, 0, 1.
+  assert c["pooled_uf1"][0] == pytest.approx((2 / 3 + 0 + 1) / 3)
+  assert c["pooled_uf1"][1] is None
+  assert c["pooled_uar"][2] == pytest.approx((1 + 1 + 0) / 3)
+  frs = {"fixed": [_fr("a", [0, 1], [0, 1]), _fr("b", [2], [1]),
+                   _fr("c", [], [])]}
+  frs["test_best"] = frs["fixed"]
+  for f, e in zip(frs["fixed"], (3, 3, 3)):
+    f.epoch = e
+  report.write_curves(histories, frs, 3, str(tmp_path), title="t")
+  rows = (tmp_path / "curves.csv").read_text().splitlines()
+  assert rows[0].startswith("epoch,mean_train_loss")
+  assert rows[2].split(",")[3:5] == ["", ""]
+  import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
+  assert mpimg.imread(str(tmp_path / "curves.png")).size > 0

@@ -287,8 +287,12 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
                                                 rel=1e-4)
   for name in ("results.json", "results.md", "predictions.csv",
                "confusion.png", "confusion.csv", "megc_log.txt",
-               "config.json"):
+               "config.json", "curves.png", "curves.csv"):
     assert (tmp_path / "seq" / name).exists(), name
+  # The last epoch's pooled held-out UF1 in curves.csv is the headline's.
+  last = (tmp_path / "seq" / "curves.csv").read_text().splitlines()[-1]
+  assert float(last.split(",")[3]) == pytest.approx(
+      res1["aggregated"]["uf1"], abs=1e-5)
   assert list((tmp_path / "seq" / "tensorboard").iterdir())
   assert (tmp_path / "seq" / "folds" / "fake_s0" / "model").is_dir()
   # A finished fold keeps its model and result, not its resume state.

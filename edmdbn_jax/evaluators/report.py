@@ -126,6 +126,113 @@ def save_confusion(cm, class_names, workdir, title):
       w.writerow([name] + row)
 
 
+def epoch_curves(histories, fold_labels, num_classes: int) -> Dict[str, list]:
+  """Per epoch: the folds' mean training loss and accuracy, and the held-out
+  scores pooled over every fold at that epoch.
+
+  Args:
+    histories: each fold's per-epoch records (result.json 'history').
+    fold_labels: each fold's held-out labels.
+    num_classes: K.
+
+  Returns:
+    {'epoch', 'train_loss', 'train_accuracy', 'pooled_uf1', 'pooled_uar',
+    'folds_evaluated'}: lists over epochs; the pooled scores are None at an
+    epoch where some fold with held-out clips was not evaluated.
+  """
+  epochs = sorted({int(h["epoch"]) for hist in histories for h in hist})
+  by_epoch = [{int(h["epoch"]): h for h in hist} for hist in histories]
+  out = {k: [] for k in ("epoch", "train_loss", "train_accuracy",
+                         "pooled_uf1", "pooled_uar", "folds_evaluated")}
+  scored = [i for i, lab in enumerate(fold_labels) if len(lab)]
+  for e in epochs:
+    recs = [b[e] for b in by_epoch if e in b]
+    out["epoch"].append(e)
+    out["train_loss"].append(float(np.mean([r["loss"] for r in recs])))
+    out["train_accuracy"].append(
+        float(np.mean([r["train_accuracy"] for r in recs])))
+    have = [i for i in scored if "logits" in by_epoch[i].get(e, {})]
+    out["folds_evaluated"].append(len(have))
+    if have and len(have) == len(scored):
+      labels = np.concatenate([np.asarray(fold_labels[i]) for i in have])
+      preds = np.concatenate([np.asarray(by_epoch[i][e]["logits"]).argmax(-1)
+                              for i in have])
+      sc = metrics.scores_from_confusion(
+          metrics.confusion_matrix(labels, preds, num_classes))
+      out["pooled_uf1"].append(sc["uf1"])
+      out["pooled_uar"].append(sc["uar"])
+    else:
+      out["pooled_uf1"].append(None)
+      out["pooled_uar"].append(None)
+  return out
+
+
+def write_curves(histories, fold_results_by_selection, num_classes: int,
+                 workdir: str, title: str = ""):
+  """curves.csv and curves.png: training loss and pooled held-out UF1 / UAR
+  by epoch, with the epochs each selection scored per fold.
+
+  Returns the curves (`epoch_curves`).
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  any_frs = next(iter(fold_results_by_selection.values()))
+  curves = epoch_curves(histories, [f.labels for f in any_frs], num_classes)
+  with open(os.path.join(workdir, "curves.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    cols = ("epoch", "train_loss", "train_accuracy", "pooled_uf1",
+            "pooled_uar", "folds_evaluated")
+    w.writerow(["epoch", "mean_train_loss", "mean_train_accuracy",
+                "pooled_heldout_uf1", "pooled_heldout_uar",
+                "folds_evaluated"])
+    for row in zip(*(curves[c] for c in cols)):
+      w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float)
+                                        else v) for v in row])
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+  for hist in histories:
+    ax0.plot([h["epoch"] for h in hist], [h["loss"] for h in hist],
+             color="0.6", lw=0.6, alpha=0.6)
+  ax0.plot(curves["epoch"], curves["train_loss"], color="k", lw=2,
+           label="mean over folds")
+  ax0.set_xlabel("epoch")
+  ax0.set_ylabel("training loss")
+  ax0.set_title("training loss (grey: each fold)", fontsize=9)
+  ax0.legend(fontsize=8)
+  ep = [e for e, v in zip(curves["epoch"], curves["pooled_uf1"])
+        if v is not None]
+  if ep:
+    ax1.plot(ep, [v for v in curves["pooled_uf1"] if v is not None], "o-",
+             ms=3, label="UF1, pooled over folds")
+    ax1.plot(ep, [v for v in curves["pooled_uar"] if v is not None], "s--",
+             ms=3, label="UAR, pooled over folds")
+  # (marker, colour, height) of the epochs the test-selected protocols took.
+  markers = {"test_best": ("v", "tab:red", -0.035),
+             "released": ("^", "tab:purple", -0.015)}
+  for sel, frs in fold_results_by_selection.items():
+    if sel not in markers:
+      continue
+    chosen = [fr.epoch for fr in frs if fr.epoch is not None]
+    m, c, y = markers[sel]
+    ax1.plot(chosen, np.full(len(chosen), y), m, color=c, ms=5, alpha=0.6,
+             ls="none", label=f"epoch each fold's {sel} took (SELECTED ON "
+             "TEST)")
+  ax1.axvline(curves["epoch"][-1] if curves["epoch"] else 0, color="0.3",
+              ls=":", label="fixed budget (last epoch)")
+  ax1.set_ylim(-0.06, 1.02)
+  ax1.set_xlabel("epoch")
+  ax1.set_ylabel("held-out score")
+  ax1.set_title("held-out subjects by epoch budget (reading the best budget "
+                "off this curve\nis selection on test data)", fontsize=9)
+  ax1.legend(fontsize=7, loc="upper left")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "curves.png"), dpi=110)
+  plt.close(fig)
+  return curves
+
+
 def megc_prediction_log(fold_results, class_names, path, selection):
   """One line per clip: `dataset subject clip true_code pred_code true pred
   selection`.
