@@ -1,6 +1,7 @@
 """LOSO training: schedule, masks, fold parallelism, resume, refused runs."""
 
 import json
+import os
 import shutil
 
 import jax
@@ -295,10 +296,50 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
       res1["aggregated"]["uf1"], abs=1e-5)
   assert list((tmp_path / "seq" / "tensorboard").iterdir())
   assert (tmp_path / "seq" / "folds" / "fake_s0" / "model").is_dir()
+  _check_compare(tmp_path)
   # A finished fold keeps its model and result, not its resume state.
   for run in ("seq", "par", "pad"):
     for fold in ("fake_s0", "fake_s1", "fake_s2"):
       assert not (tmp_path / run / "folds" / fold / "train_state").exists()
+
+
+def _check_compare(tmp_path):
+  """experiments.compare on the runs of the end-to-end test."""
+  from edmdbn_jax.evaluators import compare  # pylint: disable=g-import-not-at-top
+  runs = [compare.load_run(str(tmp_path / r)) for r in ("seq", "par")]
+  # Another "seed": the same predictions but a config that differs.
+  other = tmp_path / "seed1"
+  shutil.copytree(tmp_path / "seq", other)
+  cfg = json.loads((other / "config.json").read_text())
+  cfg["train"]["seed"] = 1
+  (other / "config.json").write_text(json.dumps(cfg))
+  runs.append(compare.load_run(str(other)))
+  res = compare.compare(runs, bootstrap=200)
+  seq, par, seed1 = res["runs"]
+  # fold_parallel only schedules the work: not a difference.
+  assert par["config_differences"] == {}
+  assert seed1["config_differences"] == {"train.seed": [0, 1]}
+  for sel in ("fixed", "test_best", "released"):
+    d = seed1["selections"][sel]
+    assert d["uf1"] == pytest.approx(seq["selections"][sel]["uf1"])
+    assert d["delta_uf1"] == 0 and d["delta_uf1_interval"] == [0.0, 0.0]
+    assert d["subjects_equal"] == 3
+    lo, hi = seq["selections"][sel]["uf1_interval"]
+    assert lo <= seq["selections"][sel]["uf1"] <= hi
+  md = compare.markdown(res)
+  assert "train.seed=1" in md and "SELECTED ON TEST DATA" in md
+  paths = compare.write(res, str(tmp_path / "cmp"))
+  assert all(os.path.getsize(p) > 0 for p in paths)
+  # A run that held out other labels is refused, by name.
+  fold = sorted((other / "folds").iterdir())[0] / "result.json"
+  stored = json.loads(fold.read_text())
+  stored["test_labels"][0] = (stored["test_labels"][0] + 1) % 3
+  fold.write_text(json.dumps(stored))
+  with pytest.raises(errors.DataError, match="holds other clips or labels"):
+    compare.compare([runs[0], compare.load_run(str(other))])
+  with pytest.raises(errors.ConfigError, match="not scored yet"):
+    (other / "results.json").unlink()
+    compare.load_run(str(other))
 
 
 def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,

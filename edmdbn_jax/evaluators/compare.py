@@ -1,0 +1,296 @@
+"""Comparing LOSO runs (ablations, seeds, recipes) on the same held-out clips.
+
+Each run directory's folds are read from `folds/*/result.json` (the per-epoch
+held-out logits), so every selection protocol is available for every run.
+Runs are compared only when they held out the same subjects with the same
+clips and labels; the first run is the reference.
+
+Uncertainty comes from the subjects, the unit LOSO holds out: a bootstrap
+that resamples subjects with replacement (and, for a difference between two
+runs, the same subjects for both, i.e. paired) gives a percentile interval
+for the pooled UF1 and for its difference from the reference. Per subject,
+wins / ties / losses count the subjects whose own UF1 (classes in the
+subject's labels, the 'skip' rule) is higher, equal or lower than the
+reference's.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edmdbn_jax import errors
+from edmdbn_jax.evaluators import metrics
+from edmdbn_jax.evaluators import report
+
+SELECTIONS = ("fixed", "test_best", "released")
+# Config keys that only schedule the work (or name paths): not a difference
+# between two runs' results.
+IGNORED_KEYS = ("train.fold_parallel", "train.folds", "train.final_model",
+                "train.selection", "data.data_dir", "data.manual_dir",
+                "train.progress", "train.checkpoint_every_epochs",
+                "train.checkpoint_every_minutes")
+
+
+@dataclasses.dataclass
+class Run:
+  """One scored LOSO run directory."""
+  path: str
+  config: Dict[str, Any]
+  class_names: List[str]
+  subjects: List[str]                      # held-out subjects, sorted
+  clips: Dict[str, List[str]]              # subject -> held-out clips
+  labels: Dict[str, np.ndarray]            # subject -> held-out labels
+  preds: Dict[str, Dict[str, np.ndarray]]  # selection -> subject -> preds
+  complete: bool
+  subjects_total: Optional[int]
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def load_run(path: str) -> Run:
+  """Reads a run directory's config, results and folds."""
+  from edmdbn_jax import train  # pylint: disable=g-import-not-at-top
+  cfg_path = os.path.join(path, "config.json")
+  res_path = os.path.join(path, "results.json")
+  for p, what in ((cfg_path, "is it a run directory of experiments.loso?"),
+                  (res_path, "the run is not scored yet: run "
+                   "experiments.loso on it again (finished folds are not "
+                   "retrained) to score it.")):
+    if not os.path.exists(p):
+      raise errors.ConfigError(f"{p} does not exist: {what}")
+  config = train.read_json(cfg_path, "delete it and score the run again.")
+  results = train.read_json(res_path, "score the run again (run "
+                            "experiments.loso on it).")
+  k = int(config["model"]["num_classes"])
+  epochs = int(config["train"]["epochs"])
+  files = sorted(glob.glob(os.path.join(path, "folds", "*", "result.json")))
+  if not files:
+    raise errors.ConfigError(f"{path}/folds holds no finished fold.")
+  clips, labels = {}, {}
+  preds = {s: {} for s in SELECTIONS}
+  for f in files:
+    stored = train.read_json(f, "delete it and run again to retrain this "
+                             "fold.")
+    subject = stored["subject"]
+    if not subject:
+      continue  # a final model trained on every subject
+    if "test_clips" not in stored:
+      raise errors.CheckpointError(
+          f"{f} does not list its held-out clips (written by an older "
+          "version): delete the fold's result.json and run again.")
+    lab = np.asarray(stored["test_labels"], np.int64)
+    clips[subject] = list(stored["test_clips"])
+    labels[subject] = lab
+    for sel in SELECTIONS:
+      rec, _ = train.select_epoch(stored["history"], sel, f, labels=lab,
+                                  num_classes=k, epochs=epochs)
+      preds[sel][subject] = np.asarray(rec["logits"]).argmax(-1)
+  protocol = results.get("protocol", {})
+  return Run(path=path, config=config,
+             class_names=list(results["class_names"]),
+             subjects=sorted(clips), clips=clips, labels=labels, preds=preds,
+             complete=bool(protocol.get("complete", True)),
+             subjects_total=protocol.get("subjects_total"))
+
+
+def config_differences(reference: Run, run: Run) -> Dict[str, Any]:
+  """{key: (reference value, run value)} of the config keys that differ."""
+  a, b = _flatten(reference.config), _flatten(run.config)
+  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+          if k not in IGNORED_KEYS and a.get(k) != b.get(k)}
+
+
+def check_comparable(reference: Run, run: Run):
+  """Refuses runs that held out other subjects, clips or labels."""
+  problems = []
+  if run.class_names != reference.class_names:
+    problems.append(f"classes {run.class_names} vs {reference.class_names}")
+  ra, rb = set(reference.subjects), set(run.subjects)
+  if ra != rb:
+    problems.append(
+        f"held-out subjects differ (only in {reference.path}: "
+        f"{sorted(ra - rb)[:10]}; only in {run.path}: {sorted(rb - ra)[:10]})")
+  for s in sorted(ra & rb):
+    if (reference.clips[s] != run.clips[s] or
+        not np.array_equal(reference.labels[s], run.labels[s])):
+      problems.append(f"subject {s} holds other clips or labels")
+      break
+  if problems:
+    raise errors.DataError(
+        f"{run.path} cannot be compared with {reference.path}: "
+        + "; ".join(problems) + ". Compare runs on the same dataset build "
+        "and class set, each scored over the same subjects (finish partial "
+        "runs first).")
+
+
+def _counts(run: Run, selection: str, subjects: Sequence[str], k: int):
+  """(S, K, K) confusion matrix of each subject."""
+  return np.stack([metrics.confusion_matrix(
+      run.labels[s], run.preds[selection][s], k) for s in subjects])
+
+
+def _uf1(cm) -> float:
+  return metrics.scores_from_confusion(cm)["uf1"]
+
+
+def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
+            level: float = 0.95) -> Dict[str, Any]:
+  """Scores of every run under every selection, with subject-bootstrap
+  intervals and paired differences from the first run (JSON-ready)."""
+  if len(runs) < 1:
+    raise errors.ConfigError("Give at least one run directory.")
+  ref = runs[0]
+  for r in runs[1:]:
+    check_comparable(ref, r)
+  subjects = ref.subjects
+  k = len(ref.class_names)
+  rng = np.random.default_rng(seed)
+  draws = rng.integers(0, len(subjects), (bootstrap, len(subjects)))
+  lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+  out = {"reference": ref.path, "subjects": len(subjects),
+         "bootstrap": {"resamples": bootstrap, "seed": seed, "level": level,
+                       "unit": "subject (paired across runs)"},
+         "class_names": ref.class_names, "runs": []}
+  ref_cms = {sel: _counts(ref, sel, subjects, k) for sel in SELECTIONS}
+  ref_boot = {sel: np.array([_uf1(ref_cms[sel][d].sum(0)) for d in draws])
+              for sel in SELECTIONS}
+  for run in runs:
+    row = {"path": run.path, "complete": run.complete,
+           "subjects_total": run.subjects_total,
+           "config_differences": {
+               k_: list(v) for k_, v in config_differences(ref, run).items()},
+           "selections": {}}
+    for sel in SELECTIONS:
+      cms = _counts(run, sel, subjects, k)
+      pooled = metrics.scores_from_confusion(cms.sum(0))
+      boot = np.array([_uf1(cms[d].sum(0)) for d in draws])
+      per_subject = np.array([metrics.fold_scores(c, "skip")["uf1"]
+                              for c in cms])
+      ref_subject = np.array([metrics.fold_scores(c, "skip")["uf1"]
+                              for c in ref_cms[sel]])
+      diff = boot - ref_boot[sel]
+      d = {"uf1": pooled["uf1"], "uar": pooled["uar"],
+           "accuracy": pooled["accuracy"],
+           "uf1_interval": [float(np.percentile(boot, lo_q)),
+                            float(np.percentile(boot, hi_q))],
+           "per_fold_mean_uf1_skip": float(np.mean(per_subject))}
+      if run is not ref:
+        d.update({
+            "delta_uf1": pooled["uf1"] - _uf1(ref_cms[sel].sum(0)),
+            "delta_uf1_interval": [float(np.percentile(diff, lo_q)),
+                                   float(np.percentile(diff, hi_q))],
+            "subjects_better": int((per_subject > ref_subject).sum()),
+            "subjects_equal": int((per_subject == ref_subject).sum()),
+            "subjects_worse": int((per_subject < ref_subject).sum())})
+      row["selections"][sel] = d
+    out["runs"].append(row)
+  return out
+
+
+def _name(path: str) -> str:
+  """A run as the user named it (two runs may share a base name)."""
+  return os.path.normpath(path)
+
+
+def markdown(result: Dict[str, Any]) -> str:
+  """The comparison as a markdown table per selection, protocol stated."""
+  b = result["bootstrap"]
+  pct = f"{100 * b['level']:g}%"
+  lines = [
+      f"LOSO runs compared on the same {result['subjects']} held-out "
+      f"subjects; reference: `{_name(result['reference'])}`. UF1/UAR/"
+      "accuracy pooled over all folds (MEGC pooling). Intervals: "
+      f"{pct} percentile bootstrap over subjects ({b['resamples']} "
+      "resamples, paired for the differences). Better / equal / worse: "
+      "subjects whose own UF1 (classes in their labels) beats, equals or "
+      "trails the reference's.", ""]
+  for sel in SELECTIONS:
+    label = report.selection_label(sel)
+    lines += [f"### {label}", ""]
+    if sel != "fixed":
+      lines += ["**" + metrics.SELECTION_NOTES[sel] + ".**", ""]
+    lines += [f"| run | differs from the reference in | UF1 ({pct} interval) "
+              "| UAR | accuracy | per-fold mean UF1 | delta UF1 "
+              f"({pct} interval) | better / equal / worse |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in result["runs"]:
+      d = row["selections"][sel]
+      diffs = ", ".join(f"{k}={v[1]!r}" for k, v in
+                        row["config_differences"].items()) or "(reference)"
+      if row["path"] != result["reference"] and not row[
+          "config_differences"]:
+        diffs = "nothing (same config)"
+      part = "" if row["complete"] else (
+          f" PARTIAL {result['subjects']}/{row['subjects_total']} subjects")
+      delta = ("" if "delta_uf1" not in d else
+               f"{d['delta_uf1']:+.4f} ({d['delta_uf1_interval'][0]:+.3f}, "
+               f"{d['delta_uf1_interval'][1]:+.3f})")
+      wins = ("" if "subjects_better" not in d else
+              f"{d['subjects_better']} / {d['subjects_equal']} / "
+              f"{d['subjects_worse']}")
+      lines.append(
+          f"| `{_name(row['path'])}`{part} | {diffs} | {d['uf1']:.4f} "
+          f"({d['uf1_interval'][0]:.3f}, {d['uf1_interval'][1]:.3f}) | "
+          f"{d['uar']:.4f} | {d['accuracy']:.4f} | "
+          f"{d['per_fold_mean_uf1_skip']:.4f} | {delta} | {wins} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], path: str):
+  """Pooled UF1 of each run with its interval: fixed budget filled, the
+  test-selected protocols hollow."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  runs = result["runs"]
+  fig, ax = plt.subplots(figsize=(1.6 * len(runs) + 3, 4))
+  styles = {"fixed": ("o", "tab:blue", "fixed budget"),
+            "test_best": ("v", "tab:red", "test_best (SELECTED ON TEST)"),
+            "released": ("^", "tab:purple", "released (SELECTED ON TEST)")}
+  for j, sel in enumerate(SELECTIONS):
+    m, c, label = styles[sel]
+    x = np.arange(len(runs)) + (j - 1) * 0.18
+    y = [r["selections"][sel]["uf1"] for r in runs]
+    lo = [r["selections"][sel]["uf1_interval"][0] for r in runs]
+    hi = [r["selections"][sel]["uf1_interval"][1] for r in runs]
+    ax.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt=m,
+                color=c, mfc=c if sel == "fixed" else "none", capsize=3,
+                label=label)
+  ax.set_xticks(range(len(runs)), [_name(r["path"]) for r in runs],
+                rotation=20, ha="right", fontsize=8)
+  ax.set_ylabel("UF1, pooled over folds")
+  ax.set_ylim(0, 1)
+  b = result["bootstrap"]
+  ax.set_title(f"LOSO, {result['subjects']} subjects; bars: "
+               f"{100 * b['level']:g}% subject bootstrap", fontsize=9)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(result: Dict[str, Any], directory: str) -> List[str]:
+  """compare.md, compare.json and compare.png in `directory`."""
+  os.makedirs(directory, exist_ok=True)
+  paths = [os.path.join(directory, n) for n in
+           ("compare.md", "compare.json", "compare.png")]
+  with open(paths[0], "w", encoding="utf-8") as f:
+    f.write(markdown(result))
+  with open(paths[1], "w", encoding="utf-8") as f:
+    json.dump(result, f, indent=1)
+  plot(result, paths[2])
+  return paths
