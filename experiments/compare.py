@@ -33,8 +33,8 @@ def main(argv):
   paths = list(_RUNS.value) + list(argv[1:])
   if not paths:
     raise app.UsageError("Give one or more run directories.")
-  if _BOOTSTRAP.value < 1 or not 0 < _LEVEL.value < 1:
-    raise app.UsageError("--bootstrap must be >= 1 and --level in (0, 1).")
+  if _BOOTSTRAP.value < 100 or not 0 < _LEVEL.value < 1:
+    raise app.UsageError("--bootstrap must be >= 100 and --level in (0, 1).")
   try:
     runs = [compare.load_run(p) for p in paths]
     result = compare.compare(runs, bootstrap=_BOOTSTRAP.value,

@@ -110,6 +110,14 @@ def test_early_stopping_selection_follows_lightning():
   assert sel([0.99, 1.0], [1, 2], patience=5) == (1, 2)
   # Epochs evaluated every 2: patience is counted in epochs.
   assert sel([0.5, 0.4, 0.4, 0.4], [2, 4, 6, 8], patience=4) == (0, 6)
+  # Every 5 with patience 12.5: training ends after epoch 5 + 13 = 18, so
+  # the better epoch 20 is never reached.
+  assert sel([0.3, 0.2, 0.2, 0.9], [5, 10, 15, 20], patience=12.5) == (0, 18)
+  # Above the threshold on the first epoch; a non-finite score stops too
+  # (the checkpoint keeps the first epoch even when it is NaN).
+  assert sel([0.995, 0.1], [1, 2], patience=5) == (0, 1)
+  assert sel([0.5, float("nan"), 0.9], [1, 2, 3], patience=5) == (0, 2)
+  assert sel([float("nan"), 0.9], [1, 2], patience=5) == (0, 1)
   with pytest.raises(ValueError):
     sel([], [], patience=5)
 

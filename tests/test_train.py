@@ -313,9 +313,24 @@ def _check_compare(tmp_path):
   cfg = json.loads((other / "config.json").read_text())
   cfg["train"]["seed"] = 1
   (other / "config.json").write_text(json.dumps(cfg))
+  # A fold result results.json does not score (left from another plan) is
+  # left out.
+  stray = other / "folds" / "stale"
+  shutil.copytree(sorted((other / "folds").iterdir())[0], stray)
+  stored = json.loads((stray / "result.json").read_text())
+  stored["subject"] = "fake/stale"
+  (stray / "result.json").write_text(json.dumps(stored))
   runs.append(compare.load_run(str(other)))
+  assert runs[-1].subjects == runs[0].subjects
   res = compare.compare(runs, bootstrap=200)
   seq, par, seed1 = res["runs"]
+  # Its scores are the run's own reports'.
+  scored = json.loads((tmp_path / "seq" / "results.json").read_text())
+  for sel in ("fixed", "test_best", "released"):
+    agg = (scored if sel == "fixed" else
+           scored["other_selections"][sel])["aggregated"]
+    for key in ("uf1", "uar", "accuracy"):
+      assert seq["selections"][sel][key] == pytest.approx(agg[key])
   # fold_parallel only schedules the work: not a difference.
   assert par["config_differences"] == {}
   assert seed1["config_differences"] == {"train.seed": [0, 1]}
@@ -333,10 +348,20 @@ def _check_compare(tmp_path):
   # A run that held out other labels is refused, by name.
   fold = sorted((other / "folds").iterdir())[0] / "result.json"
   stored = json.loads(fold.read_text())
-  stored["test_labels"][0] = (stored["test_labels"][0] + 1) % 3
+  label = stored["test_labels"][0]
+  stored["test_labels"][0] = (label + 1) % 3
   fold.write_text(json.dumps(stored))
   with pytest.raises(errors.DataError, match="holds other clips or labels"):
     compare.compare([runs[0], compare.load_run(str(other))])
+  # Another build's training clips under the same held-out clips: named.
+  stored["test_labels"][0] = label
+  stored["train_fingerprint"] = "0" * 64
+  fold.write_text(json.dumps(stored))
+  diff = compare.config_differences(runs[0], compare.load_run(str(other)))
+  assert "1 of 3 folds" in diff["training data"][1]
+  shutil.rmtree(fold.parent)
+  with pytest.raises(errors.CheckpointError, match="result.json is gone"):
+    compare.load_run(str(other))
   with pytest.raises(errors.ConfigError, match="not scored yet"):
     (other / "results.json").unlink()
     compare.load_run(str(other))
@@ -609,15 +634,23 @@ def test_select_epoch_protocols():
     return {"epoch": epoch, "loss": loss, "logits": logits.tolist(),
             "test_uf1": sc["uf1"], "test_accuracy": sc["accuracy"]}
 
+  # Union UF1 (classes labelled or predicted): epoch 1 (2/3 + 1 + 0) / 3 =
+  # 0.56, epoch 2 0.33, epoch 4 (2/3 + 2/3) / 2 = 0.67 (under 0.99).
   history = [rec(1, [0, 2, 1]), rec(2, [2, 2, 1]), {"epoch": 3, "loss": 1.0},
-             rec(4, [0, 0, 1])]
+             rec(4, [0, 1, 1])]
   kw = dict(labels=labels, num_classes=3, epochs=4)
   assert train.select_epoch(history, "fixed", **kw) == (history[3], None)
-  assert train.select_epoch(history, "test_best", **kw) == (history[3], None)
-  # Released: epoch 1 is the best seen, epoch 2 worse, epoch 3 not
-  # evaluated; epoch 4 is the first check 2 epochs (the patience) after the
-  # best, so training stops after it, and it is better: it is kept.
-  assert train.select_epoch(history, "released", **kw) == (history[3], 4)
+  # test_best's UF1 (classes labelled): epoch 1 (2/3 + 1) / 2 is the best.
+  assert train.select_epoch(history, "test_best", **kw) == (history[0], None)
+  # Released, patience 2 epochs: epoch 1 is the best seen, epoch 2 worse,
+  # epoch 3 not evaluated (taken as no improvement): training stops after
+  # epoch 3, and the better epoch 4 is never reached.
+  assert train.select_epoch(history, "released", **kw) == (history[0], 3)
+  # With 6 epochs (patience 3), training reaches epoch 4, which is better
+  # and kept, and runs on (no stop within the history).
+  kw["epochs"] = 6
+  assert train.select_epoch(history, "released", **kw) == (history[3], None)
+  kw["epochs"] = 4
   # With 2 epochs of patience used up before the better epoch, it is never
   # reached: training stops after epoch 3.
   history = [rec(1, [0, 2, 1]), rec(2, [2, 2, 1]), rec(3, [2, 2, 1]),

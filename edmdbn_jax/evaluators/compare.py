@@ -11,7 +11,8 @@ runs, the same subjects for both, i.e. paired) gives a percentile interval
 for the pooled UF1 and for its difference from the reference. Per subject,
 wins / ties / losses count the subjects whose own UF1 (classes in the
 subject's labels, the 'skip' rule) is higher, equal or lower than the
-reference's.
+reference's. Each resample is scored as the pooled set is (the plug-in
+bootstrap): UF1 over the classes that hold clips in that resample.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from absl import logging
 import numpy as np
 
 from edmdbn_jax import errors
@@ -45,6 +47,7 @@ class Run:
   clips: Dict[str, List[str]]              # subject -> held-out clips
   labels: Dict[str, np.ndarray]            # subject -> held-out labels
   preds: Dict[str, Dict[str, np.ndarray]]  # selection -> subject -> preds
+  fingerprints: Dict[str, Optional[str]]   # subject -> training-data digest
   complete: bool
   subjects_total: Optional[int]
 
@@ -76,17 +79,35 @@ def load_run(path: str) -> Run:
                             "experiments.loso on it).")
   k = int(config["model"]["num_classes"])
   epochs = int(config["train"]["epochs"])
-  files = sorted(glob.glob(os.path.join(path, "folds", "*", "result.json")))
-  if not files:
-    raise errors.ConfigError(f"{path}/folds holds no finished fold.")
-  clips, labels = {}, {}
-  preds = {s: {} for s in SELECTIONS}
-  for f in files:
+  # The subjects the run was scored on (results.json), not every fold
+  # directory: one left by an earlier plan (e.g. a subject a rebuilt
+  # dataset dropped) is not part of the score.
+  scored = [row["subject"] for row in results.get("per_fold", [])]
+  if not scored:
+    raise errors.ConfigError(
+        f"{res_path} scores no held-out subject (a --final_model run holds "
+        "none): compare LOSO runs.")
+  found = {}
+  for f in sorted(glob.glob(os.path.join(path, "folds", "*",
+                                         "result.json"))):
     stored = train.read_json(f, "delete it and run again to retrain this "
                              "fold.")
-    subject = stored["subject"]
-    if not subject:
-      continue  # a final model trained on every subject
+    found[stored["subject"]] = (f, stored)
+  missing = [s for s in scored if s not in found]
+  if missing:
+    raise errors.CheckpointError(
+        f"{res_path} scores subjects whose folds/*/result.json is gone: "
+        f"{missing[:10]}. Run experiments.loso on {path} again (it retrains "
+        "those folds and scores the run afresh).")
+  extra = sorted(s for s in found if s and s not in scored)
+  if extra:
+    logging.warning("%s: fold results of %s are not in its results.json "
+                    "(left from another plan of the run?): left out.", path,
+                    extra)
+  clips, labels, fingerprints = {}, {}, {}
+  preds = {s: {} for s in SELECTIONS}
+  for subject in scored:
+    f, stored = found[subject]
     if "test_clips" not in stored:
       raise errors.CheckpointError(
           f"{f} does not list its held-out clips (written by an older "
@@ -94,6 +115,7 @@ def load_run(path: str) -> Run:
     lab = np.asarray(stored["test_labels"], np.int64)
     clips[subject] = list(stored["test_clips"])
     labels[subject] = lab
+    fingerprints[subject] = stored.get("train_fingerprint")
     for sel in SELECTIONS:
       rec, _ = train.select_epoch(stored["history"], sel, f, labels=lab,
                                   num_classes=k, epochs=epochs)
@@ -102,15 +124,26 @@ def load_run(path: str) -> Run:
   return Run(path=path, config=config,
              class_names=list(results["class_names"]),
              subjects=sorted(clips), clips=clips, labels=labels, preds=preds,
-             complete=bool(protocol.get("complete", True)),
+             fingerprints=fingerprints, complete=bool(protocol.get("complete", True)),
              subjects_total=protocol.get("subjects_total"))
 
 
 def config_differences(reference: Run, run: Run) -> Dict[str, Any]:
-  """{key: (reference value, run value)} of the config keys that differ."""
+  """{key: (reference value, run value)} of the config keys that differ,
+  and 'training data' when some fold was trained on other clips or frames
+  (another build of the dataset) than the reference's same fold."""
   a, b = _flatten(reference.config), _flatten(run.config)
-  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-          if k not in IGNORED_KEYS and a.get(k) != b.get(k)}
+  out = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+         if k not in IGNORED_KEYS and a.get(k) != b.get(k)}
+  other = [s for s in reference.subjects
+           if None not in (reference.fingerprints.get(s),
+                           run.fingerprints.get(s))
+           and reference.fingerprints[s] != run.fingerprints[s]]
+  if other:
+    out["training data"] = (
+        "reference build", f"other clips or frames in {len(other)} of "
+        f"{len(reference.subjects)} folds' training sets")
+  return out
 
 
 def check_comparable(reference: Run, run: Run):
@@ -267,7 +300,10 @@ def plot(result: Dict[str, Any], path: str):
     y = [r["selections"][sel]["uf1"] for r in runs]
     lo = [r["selections"][sel]["uf1_interval"][0] for r in runs]
     hi = [r["selections"][sel]["uf1_interval"][1] for r in runs]
-    ax.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt=m,
+    # A percentile interval of a non-linear score need not hold the point
+    # estimate: bars are clipped at the point rather than drawn negative.
+    ax.errorbar(x, y, yerr=[np.maximum(np.subtract(y, lo), 0),
+                            np.maximum(np.subtract(hi, y), 0)], fmt=m,
                 color=c, mfc=c if sel == "fixed" else "none", capsize=3,
                 label=label)
   ax.set_xticks(range(len(runs)), [_name(r["path"]) for r in runs],

@@ -30,6 +30,7 @@ All four are reported, so the spread is visible.
 """
 
 import dataclasses
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -190,9 +191,18 @@ def early_stopping_selection(scores: Sequence[float], epochs: Sequence[int],
   Returns:
     (index of the selected epoch in `scores`, the epoch training stops
     after, or None when it would have run to the end).
+
+  With epochs evaluated every k > 1 (the released code validates every
+  epoch), the epochs in between are taken as no improvement: training stops
+  `ceil(patience)` epochs after the best, and a later evaluated epoch is
+  never reached.
   """
   best = None
   for i, (score, epoch) in enumerate(zip(scores, epochs)):
+    if best is not None:
+      stop = int(epochs[best]) + math.ceil(patience)
+      if epoch > stop:
+        return best, stop
     if not np.isfinite(score):
       return (best if best is not None else i), int(epoch)
     if best is None or score > scores[best]:
