@@ -1006,7 +1006,7 @@ def check_fold_clips(workdir, fold, stored, clips):
 
 
 def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
-  """Scores `folds` under both protocols; writes the headline's reports."""
+  """Scores `folds` under every selection; writes the headline's reports."""
   k = int(config.model.num_classes)
   selection = config.train.selection
   stored = [load_fold_result(workdir, f) for f in folds]

@@ -7,8 +7,9 @@ r"""Speed and memory of EDMDBN training and inference on the current device.
 Reports, for one config and device: training throughput (clip-steps per
 second) at the paper's batch size with one fold and with `--fold_parallel`
 folds at once; inference latency per clip at batch 1 and throughput at batch
-64; multiply-adds per clip (XLA cost analysis of the lowered program); the achieved FLOP rate of
-training and its fraction of the device's peak (where the peak is known);
+64; multiply-adds per clip (the matrix products and convolutions of the
+traced forward pass, `profiling.matmul_macs`; XLA's FLOP count beside it);
+the achieved FLOP rate (XLA's count) of training and its fraction of the device's peak (where the peak is known);
 peak device memory (where the backend reports none, as on CPU, the buffers
 XLA assigned to the compiled fold-parallel train step); compile times; and the wall time of a full CASME II-sized
 LOSO (26 subjects, about 250 clips) on the synthetic dataset, with

@@ -198,6 +198,10 @@ def default_workdir(config) -> str:
     parts.append("featuresub")
   if config.data.temporal != "keyframes":
     parts.append(config.data.temporal)
+  if m.dtype != "float32":
+    parts.append("bf16" if m.dtype == "bfloat16" else m.dtype)
+  if int(config.train.seed) != 0:
+    parts.append(f"seed{config.train.seed}")
   if config.train.final_model:
     parts.append("final")
   return os.path.join("runs", "_".join(str(p) for p in parts))

@@ -100,3 +100,19 @@ def test_final_model_is_saved_and_loadable(data_dir, tmp_path):
       str(work / "final_model"))
   assert len(names) == 5 and config.train.final_model
   assert "params" in variables and model.num_classes == 5
+
+
+def test_default_workdir_names_seed_and_dtype():
+  from experiments import loso  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax.configs import edmdbn as configs  # pylint: disable=g-import-not-at-top
+  cfg = configs.get_config("tiny")
+  cfg.data.dataset = "synthetic"
+  assert loso.default_workdir(cfg) == os.path.join(
+      "runs", "synthetic_5class_tiny")
+  # A seed or dtype sweep gets its own directory (a run directory refuses
+  # another config).
+  cfg.train.seed = 1
+  cfg.model.dtype = "bfloat16"
+  cfg.model.accumulated_attention = False
+  assert loso.default_workdir(cfg) == os.path.join(
+      "runs", "synthetic_5class_tiny_noaa_bf16_seed1")

@@ -164,7 +164,7 @@ def test_reports_label_their_protocol(tmp_path):
     assert rows[1].split(",")[7] == "complete"
     log = (out / "megc_log.txt").read_text().splitlines()
     assert log[1].split("\t")[:5] == ["d", "s1", "s1_0", "0", "0"]
-    assert log[1].split("\t")[-1] == sel
+    assert log[1].split("\t")[-2:] == [sel, "complete"]
     corner = (out / "confusion.csv").read_text().splitlines()[0]
     assert report.selection_label(sel) in corner
     assert "PARTIAL" not in corner
@@ -181,6 +181,9 @@ def test_reports_label_their_protocol(tmp_path):
   assert "PARTIAL 2/5 subjects" in corner
   pred = (tmp_path / "part" / "predictions.csv").read_text().splitlines()
   assert pred[1].split(",")[7] == "partial"
+  log = (tmp_path / "part" / "megc_log.txt").read_text().splitlines()
+  assert log[0].endswith("\tselection\tloso")
+  assert all(l.endswith("\tpartial") for l in log[1:])
 
 
 def test_epoch_curves_pool_every_fold_per_epoch(tmp_path):

@@ -29,12 +29,6 @@ from edmdbn_jax.evaluators import metrics
 from edmdbn_jax.evaluators import report
 
 SELECTIONS = ("fixed", "test_best", "released")
-# Config keys that only schedule the work (or name paths): not a difference
-# between two runs' results.
-IGNORED_KEYS = ("train.fold_parallel", "train.folds", "train.final_model",
-                "train.selection", "data.data_dir", "data.manual_dir",
-                "train.progress", "train.checkpoint_every_epochs",
-                "train.checkpoint_every_minutes")
 
 
 @dataclasses.dataclass
@@ -50,17 +44,6 @@ class Run:
   fingerprints: Dict[str, Optional[str]]   # subject -> training-data digest
   complete: bool
   subjects_total: Optional[int]
-
-
-def _flatten(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    key = f"{prefix}{k}"
-    if isinstance(v, dict):
-      out.update(_flatten(v, key + "."))
-    else:
-      out[key] = v
-  return out
 
 
 def load_run(path: str) -> Run:
@@ -132,9 +115,14 @@ def config_differences(reference: Run, run: Run) -> Dict[str, Any]:
   """{key: (reference value, run value)} of the config keys that differ,
   and 'training data' when some fold was trained on other clips or frames
   (another build of the dataset) than the reference's same fold."""
-  a, b = _flatten(reference.config), _flatten(run.config)
+  from edmdbn_jax import train  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax.configs import edmdbn as edmdbn_config  # pylint: disable=g-import-not-at-top
+  # Keys that only schedule the work or name paths (those a run may resume
+  # with changed) are not differences between results.
+  a = edmdbn_config.flatten(reference.config)
+  b = edmdbn_config.flatten(run.config)
   out = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-         if k not in IGNORED_KEYS and a.get(k) != b.get(k)}
+         if k not in train.RESUME_INVARIANT and a.get(k) != b.get(k)}
   other = [s for s in reference.subjects
            if None not in (reference.fingerprints.get(s),
                            run.fingerprints.get(s))

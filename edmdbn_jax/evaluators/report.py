@@ -233,25 +233,27 @@ def write_curves(histories, fold_results_by_selection, num_classes: int,
   return curves
 
 
-def megc_prediction_log(fold_results, class_names, path, selection):
+def megc_prediction_log(fold_results, class_names, path, selection,
+                        complete=True):
   """One line per clip: `dataset subject clip true_code pred_code true pred
-  selection`.
+  selection loso`.
 
   Codes are class indices (for the 3-class composite: 0 negative, 1
   positive, 2 surprise, the MEGC ground-truth codes). Subjects are written
   without the '<dataset>/' prefix, fields tab-separated, with a header line;
   `selection` says which epoch's predictions these are (fixed: the last;
-  test_best, released: chosen on the test subject).
+  test_best, released: chosen on the test subject); `loso` is 'complete'
+  when every subject was held out, else 'partial'.
   """
   with open(path, "w") as f:
     f.write("dataset\tsubject\tclip\ttrue\tpredicted\ttrue_label\t"
-            "predicted_label\tselection\n")
+            "predicted_label\tselection\tloso\n")
     for fr in fold_results:
       subj = fr.subject.split("/", 1)[-1]
       for clip, src, t, p in zip(fr.clips, fr.datasets, fr.labels, fr.preds):
         f.write(f"{src}\t{subj}\t{clip}\t{int(t)}\t{int(p)}\t"
                 f"{class_names[int(t)]}\t{class_names[int(p)]}\t"
-                f"{selection}\n")
+                f"{selection}\t{'complete' if complete else 'partial'}\n")
 
 
 def write_predictions(fold_results, class_names, path, selection,
@@ -291,6 +293,7 @@ def write_all(results, fold_results, workdir, class_names):
                     os.path.join(workdir, "predictions.csv"), p["selection"],
                     complete=p.get("complete", True))
   megc_prediction_log(fold_results, class_names,
-                      os.path.join(workdir, "megc_log.txt"), p["selection"])
+                      os.path.join(workdir, "megc_log.txt"), p["selection"],
+                      complete=p.get("complete", True))
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)

@@ -59,7 +59,10 @@ _GT_HEADER_WORDS = frozenset({
 MANUAL_DOWNLOAD_INSTRUCTIONS = (
     "The MEGC2019 composite is built from three licence-gated datasets in one "
     "manual directory; lay out each as its own builder describes:\n\n"
-    + casme2.MANUAL_DOWNLOAD_INSTRUCTIONS + "\n"
+    # The composite prefers the 2014 sheet (below), not the 2019 one.
+    + casme2.MANUAL_DOWNLOAD_INSTRUCTIONS.replace(
+        "the 2019 sheet is used when both exist",
+        "the composite uses the 2014 one when both exist") + "\n"
     + samm.MANUAL_DOWNLOAD_INSTRUCTIONS + "\n"
     + smic_hs.MANUAL_DOWNLOAD_INSTRUCTIONS
     + "\nCASME II labels come from CASME2-coding-20140508.xlsx when present "
