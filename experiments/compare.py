@@ -7,7 +7,9 @@ The first run is the reference. Prints, for each selection protocol, every
 run's pooled UF1 / UAR / accuracy with a subject-bootstrap interval, the
 config keys it differs in, its UF1 difference from the reference with a
 paired interval, and on how many subjects it does better, equally or worse.
-With --output also writes compare.md, compare.json and compare.png there.
+With --group_seeds, runs that differ only in their seed share a row (means
+over the seeds, each seed's UF1 listed). With --output also writes
+compare.md, compare.json and compare.png there.
 Runs that held out other subjects, clips or labels are refused.
 """
 
@@ -27,6 +29,9 @@ _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000,
                                   "Bootstrap resamples of the subjects.")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _LEVEL = flags.DEFINE_float("level", 0.95, "Interval coverage.")
+_GROUP_SEEDS = flags.DEFINE_bool(
+    "group_seeds", False, "One row per set of runs that differ only in "
+    "their seed (means over seeds; the first run's set is the reference).")
 
 
 def main(argv):
@@ -38,7 +43,8 @@ def main(argv):
   try:
     runs = [compare.load_run(p) for p in paths]
     result = compare.compare(runs, bootstrap=_BOOTSTRAP.value,
-                             seed=_SEED.value, level=_LEVEL.value)
+                             seed=_SEED.value, level=_LEVEL.value,
+                             group_seeds=_GROUP_SEEDS.value)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -343,6 +343,18 @@ def _check_compare(tmp_path):
     assert lo <= seq["selections"][sel]["uf1"] <= hi
   md = compare.markdown(res)
   assert "train.seed=1" in md and "SELECTED ON TEST DATA" in md
+  # Grouped by seed, the three runs (fold_parallel and seed aside, one
+  # config) are one row whose score is the mean of theirs.
+  grouped = compare.compare(runs, bootstrap=100, group_seeds=True)
+  assert len(grouped["runs"]) == 1
+  row = grouped["runs"][0]
+  assert row["seeds"] == [0, 0, 1] and row["config_differences"] == {}
+  fixed = row["selections"]["fixed"]
+  assert fixed["uf1"] == pytest.approx(np.mean(fixed["uf1_per_seed"]))
+  assert fixed["uf1_per_seed"][0] == pytest.approx(seq["selections"]["fixed"]
+                                                   ["uf1"])
+  assert "3 seeds [0, 0, 1]" in compare.markdown(grouped)
+  compare.plot(grouped, str(tmp_path / "grouped.png"))
   paths = compare.write(res, str(tmp_path / "cmp"))
   assert all(os.path.getsize(p) > 0 for p in paths)
   # A run that held out other labels is refused, by name.

@@ -167,15 +167,42 @@ def _uf1(cm) -> float:
   return metrics.scores_from_confusion(cm)["uf1"]
 
 
+def group_by_seed(runs: Sequence[Run]) -> List[List[Run]]:
+  """Runs whose configs differ only in `train.seed` (and in keys that only
+  schedule the work), grouped in order of first appearance."""
+  groups: List[List[Run]] = []
+  for run in runs:
+    for g in groups:
+      diff = config_differences(g[0], run)
+      if set(diff) <= {"train.seed"}:
+        g.append(run)
+        break
+    else:
+      groups.append([run])
+  return groups
+
+
+def _seed(run: Run):
+  return run.config.get("train", {}).get("seed")
+
+
 def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
-            level: float = 0.95) -> Dict[str, Any]:
+            level: float = 0.95, group_seeds: bool = False
+            ) -> Dict[str, Any]:
   """Scores of every run under every selection, with subject-bootstrap
-  intervals and paired differences from the first run (JSON-ready)."""
+  intervals and paired differences from the first run (JSON-ready).
+
+  With `group_seeds`, runs that differ only in their seed form one row:
+  its scores are means over the seeds (each seed pooled over folds), its
+  interval and difference come from the same subject resamples applied to
+  every seed, and `uf1_per_seed` lists the seeds' own scores.
+  """
   if len(runs) < 1:
     raise errors.ConfigError("Give at least one run directory.")
   ref = runs[0]
   for r in runs[1:]:
     check_comparable(ref, r)
+  groups = group_by_seed(runs) if group_seeds else [[r] for r in runs]
   subjects = ref.subjects
   k = len(ref.class_names)
   rng = np.random.default_rng(seed)
@@ -184,33 +211,46 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
   out = {"reference": ref.path, "subjects": len(subjects),
          "bootstrap": {"resamples": bootstrap, "seed": seed, "level": level,
                        "unit": "subject (paired across runs)"},
+         "grouped_by_seed": bool(group_seeds),
          "class_names": ref.class_names, "runs": []}
-  ref_cms = {sel: _counts(ref, sel, subjects, k) for sel in SELECTIONS}
-  ref_boot = {sel: np.array([_uf1(ref_cms[sel][d].sum(0)) for d in draws])
-              for sel in SELECTIONS}
-  for run in runs:
-    row = {"path": run.path, "complete": run.complete,
-           "subjects_total": run.subjects_total,
-           "config_differences": {
-               k_: list(v) for k_, v in config_differences(ref, run).items()},
+
+  def group_stats(group, sel):
+    """Means over the group's runs: pooled scores, per-subject UF1 and the
+    bootstrap replicates of the pooled UF1."""
+    cms = [_counts(r, sel, subjects, k) for r in group]
+    pooled = [metrics.scores_from_confusion(c.sum(0)) for c in cms]
+    boot = np.mean([[_uf1(c[d].sum(0)) for d in draws] for c in cms], 0)
+    per_subject = np.mean([[metrics.fold_scores(x, "skip")["uf1"]
+                            for x in c] for c in cms], 0)
+    return pooled, boot, per_subject
+
+  ref_stats = {sel: group_stats(groups[0], sel) for sel in SELECTIONS}
+  for group in groups:
+    lead = group[0]
+    diffs = config_differences(ref, lead)
+    if group_seeds:
+      diffs.pop("train.seed", None)
+    row = {"path": lead.path, "paths": [r.path for r in group],
+           "seeds": [_seed(r) for r in group],
+           "complete": all(r.complete for r in group),
+           "subjects_total": lead.subjects_total,
+           "config_differences": {k_: list(v) for k_, v in diffs.items()},
            "selections": {}}
     for sel in SELECTIONS:
-      cms = _counts(run, sel, subjects, k)
-      pooled = metrics.scores_from_confusion(cms.sum(0))
-      boot = np.array([_uf1(cms[d].sum(0)) for d in draws])
-      per_subject = np.array([metrics.fold_scores(c, "skip")["uf1"]
-                              for c in cms])
-      ref_subject = np.array([metrics.fold_scores(c, "skip")["uf1"]
-                              for c in ref_cms[sel]])
-      diff = boot - ref_boot[sel]
-      d = {"uf1": pooled["uf1"], "uar": pooled["uar"],
-           "accuracy": pooled["accuracy"],
+      pooled, boot, per_subject = group_stats(group, sel)
+      ref_pooled, ref_boot, ref_subject = ref_stats[sel]
+      mean = {key: float(np.mean([p[key] for p in pooled]))
+              for key in ("uf1", "uar", "accuracy")}
+      d = {**mean,
+           "uf1_per_seed": [p["uf1"] for p in pooled],
            "uf1_interval": [float(np.percentile(boot, lo_q)),
                             float(np.percentile(boot, hi_q))],
            "per_fold_mean_uf1_skip": float(np.mean(per_subject))}
-      if run is not ref:
+      if group is not groups[0]:
+        diff = boot - ref_boot
         d.update({
-            "delta_uf1": pooled["uf1"] - _uf1(ref_cms[sel].sum(0)),
+            "delta_uf1": mean["uf1"] - float(np.mean(
+                [p["uf1"] for p in ref_pooled])),
             "delta_uf1_interval": [float(np.percentile(diff, lo_q)),
                                    float(np.percentile(diff, hi_q))],
             "subjects_better": int((per_subject > ref_subject).sum()),
@@ -237,7 +277,11 @@ def markdown(result: Dict[str, Any]) -> str:
       f"{pct} percentile bootstrap over subjects ({b['resamples']} "
       "resamples, paired for the differences). Better / equal / worse: "
       "subjects whose own UF1 (classes in their labels) beats, equals or "
-      "trails the reference's.", ""]
+      "trails the reference's."
+      + (" Rows group runs that differ only in their seed: scores are "
+         "means over the seeds (each seed's own UF1 listed), intervals and "
+         "differences from the same subject resamples applied to every "
+         "seed." if result.get("grouped_by_seed") else ""), ""]
   for sel in SELECTIONS:
     label = report.selection_label(sel)
     lines += [f"### {label}", ""]
@@ -247,13 +291,19 @@ def markdown(result: Dict[str, Any]) -> str:
               "| UAR | accuracy | per-fold mean UF1 | delta UF1 "
               f"({pct} interval) | better / equal / worse |",
               "|---|---|---|---|---|---|---|---|"]
-    for row in result["runs"]:
+    for i, row in enumerate(result["runs"]):
       d = row["selections"][sel]
       diffs = ", ".join(f"{k}={v[1]!r}" for k, v in
                         row["config_differences"].items()) or "(reference)"
-      if row["path"] != result["reference"] and not row[
-          "config_differences"]:
+      if i and not row["config_differences"]:
         diffs = "nothing (same config)"
+      paths = row.get("paths", [row["path"]])
+      name = f"`{_name(row['path'])}`"
+      seeds = ""
+      if len(paths) > 1:
+        name += f" + {len(paths) - 1} more"
+        seeds = (f"; {len(paths)} seeds {row['seeds']}: UF1 "
+                 + ", ".join(f"{u:.3f}" for u in d["uf1_per_seed"]))
       part = "" if row["complete"] else (
           f" PARTIAL {result['subjects']}/{row['subjects_total']} subjects")
       delta = ("" if "delta_uf1" not in d else
@@ -263,7 +313,7 @@ def markdown(result: Dict[str, Any]) -> str:
               f"{d['subjects_better']} / {d['subjects_equal']} / "
               f"{d['subjects_worse']}")
       lines.append(
-          f"| `{_name(row['path'])}`{part} | {diffs} | {d['uf1']:.4f} "
+          f"| {name}{part} | {diffs}{seeds} | {d['uf1']:.4f} "
           f"({d['uf1_interval'][0]:.3f}, {d['uf1_interval'][1]:.3f}) | "
           f"{d['uar']:.4f} | {d['accuracy']:.4f} | "
           f"{d['per_fold_mean_uf1_skip']:.4f} | {delta} | {wins} |")
@@ -294,6 +344,12 @@ def plot(result: Dict[str, Any], path: str):
                             np.maximum(np.subtract(hi, y), 0)], fmt=m,
                 color=c, mfc=c if sel == "fixed" else "none", capsize=3,
                 label=label)
+    # Grouped seeds: each seed's own score as a small dot.
+    for xi, r in zip(x, runs):
+      per_seed = r["selections"][sel].get("uf1_per_seed", [])
+      if len(per_seed) > 1:
+        ax.plot(np.full(len(per_seed), xi + 0.06), per_seed, ".", color=c,
+                ms=3, alpha=0.7)
   ax.set_xticks(range(len(runs)), [_name(r["path"]) for r in runs],
                 rotation=20, ha="right", fontsize=8)
   ax.set_ylabel("UF1, pooled over folds")
