@@ -217,3 +217,19 @@ def test_epoch_curves_pool_every_fold_per_epoch(tmp_path):
   assert rows[2].split(",")[3:5] == ["", ""]
   import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
   assert mpimg.imread(str(tmp_path / "curves.png")).size > 0
+
+
+def test_subject_bootstrap():
+  perfect = [_fr(f"s{i}", [0, 1, 2], [0, 1, 2]) for i in range(4)]
+  ci = metrics.subject_bootstrap(perfect, 3, resamples=200)
+  assert ci["uf1"] == [1.0, 1.0] and ci["uar"] == [1.0, 1.0]
+  # One subject all right, one all wrong: the resamples are {A, A}, {A, B}
+  # and {B, B}; the 95% interval spans the two extremes.
+  mixed = [_fr("a", [0, 1], [0, 1]), _fr("b", [0, 1], [1, 0])]
+  ci = metrics.subject_bootstrap(mixed, 2, resamples=400, seed=1)
+  assert ci["uar"] == [0.0, 1.0]
+  res = metrics.summarize(mixed, 2, ["x", "y"], selection="fixed")
+  assert res["aggregated"]["interval"]["unit"] == "subject"
+  md = report.markdown_table(res)
+  assert ("95% percentile bootstrap over the 2 held-out subjects (2000 "
+          "resamples): UF1 0.0000 to 1.0000") in md

@@ -119,6 +119,30 @@ def aggregated_scores(fold_results: Sequence[FoldResult],
   return out
 
 
+def subject_bootstrap(fold_results: Sequence[FoldResult], num_classes: int,
+                      resamples: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> Dict[str, Any]:
+  """Percentile intervals of the pooled UF1 and UAR over subjects.
+
+  Each resample draws the held-out subjects with replacement and pools
+  their predictions (the plug-in bootstrap: every resample is scored as the
+  pooled set is). Subjects, not clips, are the unit LOSO holds out.
+  """
+  cms = np.stack([confusion_matrix(f.labels, f.preds, num_classes)
+                  for f in fold_results])
+  rng = np.random.default_rng(seed)
+  draws = rng.integers(0, len(cms), (resamples, len(cms)))
+  reps = [scores_from_confusion(cms[d].sum(0)) for d in draws]
+  lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+  out = {"resamples": resamples, "seed": seed, "level": level,
+         "unit": "subject"}
+  for key in ("uf1", "uar"):
+    vals = np.array([r[key] for r in reps], np.float64)
+    vals = vals[np.isfinite(vals)]
+    out[key] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+  return out
+
+
 def per_fold_scores(fold_results: Sequence[FoldResult], num_classes: int,
                     absent: str = "skip") -> Dict[str, Any]:
   """Mean over folds of each fold's scores under `absent`."""
@@ -248,7 +272,9 @@ def summarize(fold_results: Sequence[FoldResult], num_classes: int,
           "note": protocol_note,
       },
       "class_names": list(class_names),
-      "aggregated": aggregated_scores(fold_results, num_classes),
+      "aggregated": {
+          **aggregated_scores(fold_results, num_classes),
+          "interval": subject_bootstrap(fold_results, num_classes)},
       "per_fold_mean": {rule: per_fold_scores(fold_results, num_classes, rule)
                         for rule in ABSENT_RULES},
       "per_fold": per_fold,

@@ -81,6 +81,13 @@ def markdown_table(results: Dict[str, Any]) -> str:
                    f"absent classes: union, {lab} | {_f(u['uf1'])} | "
                    f"{_f(u['uar'])} | {_f(u['accuracy'])} |")
   names = results["class_names"]
+  ci = a.get("interval")
+  if ci:
+    lines += ["", f"Uncertainty of the aggregated {sel} scores: "
+              f"{100 * ci['level']:g}% percentile bootstrap over the "
+              f"{p['folds']} held-out subjects ({ci['resamples']} resamples): "
+              f"UF1 {_f(ci['uf1'][0])} to {_f(ci['uf1'][1])}, UAR "
+              f"{_f(ci['uar'][0])} to {_f(ci['uar'][1])}."]
   lines += ["", "Per class (aggregated): " + ", ".join(
       f"{n} F1 {_f(f)} / recall {_f(r)} (n={s})" for n, f, r, s in zip(
           names, a["per_class_f1"], a["per_class_recall"], a["support"]))]
