@@ -97,6 +97,10 @@ def main(argv):
         f"LOSO, aggregated over folds, fixed budget: UF1 {a['uf1']:.3f}, "
         f"UAR {a['uar']:.3f}, accuracy {a['accuracy']:.3f} (UAR of a "
         f"constant or random guess: {chance:.3f})")
+  ci = a["interval"]
+  print(f"  {100 * ci['level']:g}% percentile bootstrap over the "
+        f"{len(clips.subject_list())} subjects: UF1 {ci['uf1'][0]:.3f} to "
+        f"{ci['uf1'][1]:.3f}, UAR {ci['uar'][0]:.3f} to {ci['uar'][1]:.3f}")
   for rule, sc in res["per_fold_mean"].items():
     print(f"  per-fold mean (absent classes: {rule}): UF1 {sc['uf1']:.3f}")
   if _JSON.value:

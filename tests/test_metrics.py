@@ -233,3 +233,20 @@ def test_subject_bootstrap():
   md = report.markdown_table(res)
   assert ("95% percentile bootstrap over the 2 held-out subjects (2000 "
           "resamples): UF1 0.0000 to 1.0000") in md
+
+
+def test_pixel_difference_baseline_learns_the_bright_corner():
+  # experiments.baseline on clips whose apex carries a class-specific
+  # corner (classes 0 and 1; class 2 has none): a fixed-budget LOSO score
+  # with its subject interval, every absent-class rule reported.
+  from experiments import baseline  # pylint: disable=g-import-not-at-top
+  from tests.test_train import fake_clips  # pylint: disable=g-import-not-at-top
+  clips = fake_clips(n_subjects=4, per_subject=6)
+  res = baseline.run(clips, grid=4, steps=300)
+  assert res["protocol"]["selection"] == "fixed"
+  assert res["protocol"]["folds"] == 4
+  assert res["aggregated"]["n"] == 24
+  # Every subject is classified perfectly, so every resample is too.
+  assert res["aggregated"]["uf1"] == 1.0
+  assert res["aggregated"]["interval"]["uf1"] == [1.0, 1.0]
+  assert set(res["per_fold_mean"]) == set(metrics.ABSENT_RULES)
