@@ -223,16 +223,30 @@ def test_subject_bootstrap():
   perfect = [_fr(f"s{i}", [0, 1, 2], [0, 1, 2]) for i in range(4)]
   ci = metrics.subject_bootstrap(perfect, 3, resamples=200)
   assert ci["uf1"] == [1.0, 1.0] and ci["uar"] == [1.0, 1.0]
-  # One subject all right, one all wrong: the resamples are {A, A}, {A, B}
-  # and {B, B}; the 95% interval spans the two extremes.
+  # Fewer than 3 subjects: no interval, and results.md says why.
   mixed = [_fr("a", [0, 1], [0, 1]), _fr("b", [0, 1], [1, 0])]
+  assert metrics.subject_bootstrap(mixed, 2) is None
+  res = metrics.summarize(mixed, 2, ["x", "y"], selection="fixed")
+  assert res["aggregated"]["interval"] is None
+  assert "no subject-bootstrap interval (2 held-out subjects" in (
+      report.markdown_table(res))
+  # Subjects all right or all wrong: the interval spans the extremes
+  # (resamples of only the wrong subject, or only right ones).
+  mixed.append(_fr("c", [0, 1], [0, 1]))
   ci = metrics.subject_bootstrap(mixed, 2, resamples=400, seed=1)
   assert ci["uar"] == [0.0, 1.0]
   res = metrics.summarize(mixed, 2, ["x", "y"], selection="fixed")
   assert res["aggregated"]["interval"]["unit"] == "subject"
-  md = report.markdown_table(res)
-  assert ("95% percentile bootstrap over the 2 held-out subjects (2000 "
-          "resamples): UF1 0.0000 to 1.0000") in md
+  assert ("95% percentile bootstrap over the 3 held-out subjects (2000 "
+          "resamples): UF1 0.0000 to 1.0000") in report.markdown_table(res)
+  # A rare class held by one subject: resamples without it are dropped
+  # (scored over fewer classes they would read as a better model).
+  rare = [_fr("s0", [0, 1, 2], [0, 1, 0])] + [
+      _fr(f"s{i}", [0, 1], [0, 1]) for i in range(1, 10)]
+  ci = metrics.subject_bootstrap(rare, 3, resamples=1000)
+  assert ci["dropped"] > 200
+  pooled = metrics.aggregated_scores(rare, 3)["uf1"]
+  assert ci["uf1"][1] < 1.0 and ci["uf1"][0] <= pooled
 
 
 def test_pixel_difference_baseline_learns_the_bright_corner():

@@ -343,17 +343,32 @@ def _check_compare(tmp_path):
     assert lo <= seq["selections"][sel]["uf1"] <= hi
   md = compare.markdown(res)
   assert "train.seed=1" in md and "SELECTED ON TEST DATA" in md
-  # Grouped by seed, the three runs (fold_parallel and seed aside, one
-  # config) are one row whose score is the mean of theirs.
-  grouped = compare.compare(runs, bootstrap=100, group_seeds=True)
-  assert len(grouped["runs"]) == 1
-  row = grouped["runs"][0]
-  assert row["seeds"] == [0, 0, 1] and row["config_differences"] == {}
+  # Grouped by seed: seq and par are replicates (one config and seed), not
+  # two seeds.
+  with pytest.raises(errors.ConfigError, match="replicates, not seeds"):
+    compare.compare(runs, bootstrap=100, group_seeds=True)
+  # Seeds 0 and 1 of the reference config, and seeds 0 and 1 of a
+  # "concat" config (copies: the same predictions): two rows.
+  concat = []
+  for src, s in ((tmp_path / "seq", 0), (other, 1)):
+    dst = tmp_path / f"concat{s}"
+    shutil.copytree(src, dst)
+    c = json.loads((dst / "config.json").read_text())
+    c["model"]["fusion"] = "concat"
+    (dst / "config.json").write_text(json.dumps(c))
+    concat.append(compare.load_run(str(dst)))
+  grouped = compare.compare([runs[0], runs[2]] + concat, bootstrap=100,
+                            group_seeds=True)
+  ref_row, row = grouped["runs"]
+  assert ref_row["seeds"] == [0, 1] and row["seeds"] == [0, 1]
+  assert row["config_differences"] == {"model.fusion": ["add", "concat"]}
   fixed = row["selections"]["fixed"]
-  assert fixed["uf1"] == pytest.approx(np.mean(fixed["uf1_per_seed"]))
-  assert fixed["uf1_per_seed"][0] == pytest.approx(seq["selections"]["fixed"]
-                                                   ["uf1"])
-  assert "3 seeds [0, 0, 1]" in compare.markdown(grouped)
+  assert fixed["uf1_per_seed"] == pytest.approx(
+      ref_row["selections"]["fixed"]["uf1_per_seed"])
+  assert fixed["delta_uf1"] == pytest.approx(0.0)
+  assert fixed["delta_uf1_interval"] == pytest.approx([0.0, 0.0])
+  assert (fixed["subjects_better"], fixed["subjects_equal"]) == (0, 3)
+  assert "2 seeds [0, 1]" in compare.markdown(grouped)
   compare.plot(grouped, str(tmp_path / "grouped.png"))
   paths = compare.write(res, str(tmp_path / "cmp"))
   assert all(os.path.getsize(p) > 0 for p in paths)

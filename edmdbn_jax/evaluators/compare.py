@@ -11,8 +11,9 @@ runs, the same subjects for both, i.e. paired) gives a percentile interval
 for the pooled UF1 and for its difference from the reference. Per subject,
 wins / ties / losses count the subjects whose own UF1 (classes in the
 subject's labels, the 'skip' rule) is higher, equal or lower than the
-reference's. Each resample is scored as the pooled set is (the plug-in
-bootstrap): UF1 over the classes that hold clips in that resample.
+reference's. Resamples that lack a class of the full set are dropped
+(`metrics.bootstrap_draws`; UF1 would be averaged over fewer classes) and
+counted. With grouped seeds the intervals hold the seeds fixed.
 """
 
 import dataclasses
@@ -167,23 +168,35 @@ def _uf1(cm) -> float:
   return metrics.scores_from_confusion(cm)["uf1"]
 
 
+def _seed(run: Run):
+  return run.config.get("train", {}).get("seed")
+
+
 def group_by_seed(runs: Sequence[Run]) -> List[List[Run]]:
-  """Runs whose configs differ only in `train.seed` (and in keys that only
-  schedule the work), grouped in order of first appearance."""
+  """Runs whose configs and training data differ only in `train.seed` (and
+  in keys that only schedule the work), grouped in order of first
+  appearance; a run joins a group only if it matches every member.
+
+  Raises:
+    ConfigError: two runs of one group have the same seed (replicates, e.g.
+      a rerun with another fold_parallel, or a directory given twice): they
+      would weigh that seed twice.
+  """
   groups: List[List[Run]] = []
   for run in runs:
     for g in groups:
-      diff = config_differences(g[0], run)
-      if set(diff) <= {"train.seed"}:
+      if all(set(config_differences(m, run)) <= {"train.seed"} for m in g):
+        same = [m.path for m in g if _seed(m) == _seed(run)]
+        if same:
+          raise errors.ConfigError(
+              f"{run.path} and {same[0]} have the same config and seed "
+              f"({_seed(run)}): replicates, not seeds. Give one of them "
+              "(or compare without --group_seeds).")
         g.append(run)
         break
     else:
       groups.append([run])
   return groups
-
-
-def _seed(run: Run):
-  return run.config.get("train", {}).get("seed")
 
 
 def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
@@ -204,12 +217,24 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
     check_comparable(ref, r)
   groups = group_by_seed(runs) if group_seeds else [[r] for r in runs]
   subjects = ref.subjects
+  if len(subjects) < metrics.MIN_BOOTSTRAP_SUBJECTS:
+    raise errors.ConfigError(
+        f"{ref.path} scores {len(subjects)} held-out subject(s); a subject "
+        f"bootstrap needs {metrics.MIN_BOOTSTRAP_SUBJECTS} or more (finish "
+        "the run first).")
   k = len(ref.class_names)
-  rng = np.random.default_rng(seed)
-  draws = rng.integers(0, len(subjects), (bootstrap, len(subjects)))
+  # Every run holds the same clips and labels: one set of draws, each
+  # holding every class of the full set, serves them all (paired).
+  draws, dropped = metrics.bootstrap_draws(
+      _counts(ref, "fixed", subjects, k), bootstrap, seed)
+  if not len(draws):
+    raise errors.DataError(
+        f"No subject resample of {bootstrap} holds every class (a class "
+        "held by a single subject among many?): no interval can be given.")
   lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
   out = {"reference": ref.path, "subjects": len(subjects),
-         "bootstrap": {"resamples": bootstrap, "seed": seed, "level": level,
+         "bootstrap": {"resamples": bootstrap, "dropped": dropped,
+                       "seed": seed, "level": level,
                        "unit": "subject (paired across runs)"},
          "grouped_by_seed": bool(group_seeds),
          "class_names": ref.class_names, "runs": []}
@@ -227,7 +252,9 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
   ref_stats = {sel: group_stats(groups[0], sel) for sel in SELECTIONS}
   for group in groups:
     lead = group[0]
-    diffs = config_differences(ref, lead)
+    diffs = {}
+    for member in group:  # e.g. one seed trained on another build
+      diffs.update(config_differences(ref, member))
     if group_seeds:
       diffs.pop("train.seed", None)
     row = {"path": lead.path, "paths": [r.path for r in group],
@@ -275,13 +302,17 @@ def markdown(result: Dict[str, Any]) -> str:
       f"subjects; reference: `{_name(result['reference'])}`. UF1/UAR/"
       "accuracy pooled over all folds (MEGC pooling). Intervals: "
       f"{pct} percentile bootstrap over subjects ({b['resamples']} "
-      "resamples, paired for the differences). Better / equal / worse: "
+      "resamples" + (f", {b['dropped']} that lacked a class dropped"
+                     if b.get("dropped") else "")
+      + ", paired for the differences). Better / equal / worse: "
       "subjects whose own UF1 (classes in their labels) beats, equals or "
       "trails the reference's."
       + (" Rows group runs that differ only in their seed: scores are "
          "means over the seeds (each seed's own UF1 listed), intervals and "
          "differences from the same subject resamples applied to every "
-         "seed." if result.get("grouped_by_seed") else ""), ""]
+         "seed: they hold the seeds fixed and leave out seed-to-seed "
+         "variation (compare the seeds' own scores)."
+         if result.get("grouped_by_seed") else ""), ""]
   for sel in SELECTIONS:
     label = report.selection_label(sel)
     lines += [f"### {label}", ""]

@@ -119,26 +119,56 @@ def aggregated_scores(fold_results: Sequence[FoldResult],
   return out
 
 
+# Fewer held-out subjects than this: no subject-bootstrap interval.
+MIN_BOOTSTRAP_SUBJECTS = 3
+
+
+def bootstrap_draws(cms: np.ndarray, resamples: int, seed: int):
+  """Subject resamples that hold every class the pooled set holds.
+
+  Args:
+    cms: (S, K, K) per-subject confusion matrices.
+    resamples: draws to make.
+    seed: RNG seed.
+
+  Returns:
+    (draws (R, S) of subject indices, kept only where every class with
+    clips in the full set has clips in the draw; the number dropped). A
+    draw without a rare class would be scored over fewer classes (UF1
+    averages over the classes present) and read as a better model.
+  """
+  rng = np.random.default_rng(seed)
+  draws = rng.integers(0, len(cms), (resamples, len(cms)))
+  support = cms.sum(2)                       # (S, K) clips per true class
+  present = support.sum(0) > 0
+  held = (support[draws].sum(1) > 0)[:, present].all(1)
+  return draws[held], int((~held).sum())
+
+
 def subject_bootstrap(fold_results: Sequence[FoldResult], num_classes: int,
                       resamples: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> Dict[str, Any]:
+                      level: float = 0.95) -> Optional[Dict[str, Any]]:
   """Percentile intervals of the pooled UF1 and UAR over subjects.
 
   Each resample draws the held-out subjects with replacement and pools
-  their predictions (the plug-in bootstrap: every resample is scored as the
-  pooled set is). Subjects, not clips, are the unit LOSO holds out.
+  their predictions; resamples missing a class of the full set are dropped
+  (`bootstrap_draws`) and counted. Subjects, not clips, are the unit LOSO
+  holds out. None with fewer than MIN_BOOTSTRAP_SUBJECTS subjects, or when
+  no resample holds every class.
   """
+  if len(fold_results) < MIN_BOOTSTRAP_SUBJECTS:
+    return None
   cms = np.stack([confusion_matrix(f.labels, f.preds, num_classes)
                   for f in fold_results])
-  rng = np.random.default_rng(seed)
-  draws = rng.integers(0, len(cms), (resamples, len(cms)))
+  draws, dropped = bootstrap_draws(cms, resamples, seed)
+  if not len(draws):
+    return None
   reps = [scores_from_confusion(cms[d].sum(0)) for d in draws]
   lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-  out = {"resamples": resamples, "seed": seed, "level": level,
-         "unit": "subject"}
+  out = {"resamples": resamples, "dropped": dropped, "seed": seed,
+         "level": level, "unit": "subject"}
   for key in ("uf1", "uar"):
     vals = np.array([r[key] for r in reps], np.float64)
-    vals = vals[np.isfinite(vals)]
     out[key] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
   return out
 

@@ -83,11 +83,18 @@ def markdown_table(results: Dict[str, Any]) -> str:
   names = results["class_names"]
   ci = a.get("interval")
   if ci:
+    dropped = (f", {ci['dropped']} that lacked a class dropped"
+               if ci.get("dropped") else "")
     lines += ["", f"Uncertainty of the aggregated {sel} scores: "
               f"{100 * ci['level']:g}% percentile bootstrap over the "
-              f"{p['folds']} held-out subjects ({ci['resamples']} resamples): "
-              f"UF1 {_f(ci['uf1'][0])} to {_f(ci['uf1'][1])}, UAR "
-              f"{_f(ci['uar'][0])} to {_f(ci['uar'][1])}."]
+              f"{p['folds']} held-out subjects ({ci['resamples']} resamples"
+              f"{dropped}): UF1 {_f(ci['uf1'][0])} to {_f(ci['uf1'][1])}, "
+              f"UAR {_f(ci['uar'][0])} to {_f(ci['uar'][1])}."]
+  elif "interval" in a:
+    lines += ["", f"Uncertainty: no subject-bootstrap interval ("
+              f"{p['folds']} held-out subjects; it needs "
+              f"{metrics.MIN_BOOTSTRAP_SUBJECTS} or more, and resamples "
+              "holding every class)."]
   lines += ["", "Per class (aggregated): " + ", ".join(
       f"{n} F1 {_f(f)} / recall {_f(r)} (n={s})" for n, f, r, s in zip(
           names, a["per_class_f1"], a["per_class_recall"], a["support"]))]
