@@ -231,7 +231,9 @@ def main(argv):
   with open(md) as f:
     print(f.read())
   print(f"Everything is in {workdir} (results.json, results.md, "
-        "predictions.csv, confusion.png, curves.png, tensorboard/).")
+        "predictions.csv, confusion.png, curves.png, tensorboard/). To set "
+        f"it beside other runs: python -m experiments.compare {workdir} "
+        "OTHER_RUN ...")
 
 
 if __name__ == "__main__":
