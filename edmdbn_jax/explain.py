@@ -137,6 +137,38 @@ def motion_image(onset, apex):
   return np.clip(127.5 + 127.5 * d / scale, 0, 255).astype(np.uint8)
 
 
+def save_class_means(path: str, apex_means, cam_means, counts, correct,
+                     class_names: Sequence[str], title: str = ""):
+  """Writes a PNG: per class, the mean apex frame of its clips under the
+  mean Grad-CAM map of that (true) class; classes without clips are blank.
+
+  Args:
+    apex_means: (K, H, W, 3) mean apex frames (aligned faces: the mean is a
+      face).
+    cam_means: (K, h, w) mean true-class maps in [0, 1].
+    counts, correct: (K,) clips of each class, and how many were predicted
+      right.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  k = len(class_names)
+  fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 3.2), squeeze=False)
+  for c, ax in enumerate(axes[0]):
+    ax.axis("off")
+    if not counts[c]:
+      ax.set_title(f"{class_names[c]}\nno clips", fontsize=8)
+      continue
+    face = np.clip(np.asarray(apex_means[c]), 0, 255).astype(np.uint8)
+    ax.imshow(overlay(face, cam_means[c]))
+    ax.set_title(f"{class_names[c]}\n{int(counts[c])} clips, "
+                 f"{int(correct[c])} right", fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout(rect=(0, 0, 1, 0.9))
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
                probabilities, title: str = "",
                attention: Optional[Dict[str, np.ndarray]] = None,

@@ -7,7 +7,12 @@ For each clip it writes to `<workdir>/gradcam/<fold>/` (or --output):
   <clip>.png        onset, apex, apex - onset, one heatmap overlay per class
                     (and the accumulated Token Attention maps),
   <clip>_cams.npy   the raw maps (K, h, w) in [0, 1],
-  <clip>_attention.npz  the Token Attention maps.
+  <clip>_attention.npz  the Token Attention maps,
+and over all the clips explained:
+  class_means.png   per class, the mean Grad-CAM map of the true class over
+                    that class's clips, on their mean apex frame (aligned
+                    faces), with how many were predicted right,
+  class_means.npz   those maps, mean frames and counts.
 By default the fold's held-out clips are explained with the fold's model
 (the model after the last epoch). `--model_dir` uses another model directory
 (e.g. `<workdir>/final_model`) with the run's dataset.
@@ -171,6 +176,11 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
                           target=target, return_out=True)
     return res, res.pop("out")
 
+  k = len(class_names)
+  size = clips.frames.shape[-2]
+  apex_sum = np.zeros((k, size, size, 3), np.float64)
+  cam_sum, counts, correct = None, np.zeros(k, int), np.zeros(k, int)
+  seen_in_training = 0
   for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
                 disable=not progress):
     res, out = explain_clip(clips.frames[i:i + 1].astype(np.float32),
@@ -192,8 +202,33 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
               f"predicted {pred} (Grad-CAM on {target})",
         attention=attention, label=label)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
+    c = int(clips.labels[i])
+    if cam_sum is None:
+      cam_sum = np.zeros((k,) + cams.shape[1:], np.float64)
+    cam_sum[c] += cams[c]
+    apex_sum[c] += apex
+    counts[c] += 1
+    correct[c] += int(probs.argmax()) == c
+    seen_in_training += i in trained
     np.savez(os.path.join(out_dir, f"{name}_attention.npz"), **{
         k.replace("/", "_"): v for k, v in attention.items()})
+    paths.append(png)
+  if cam_sum is not None:
+    # Where the model looks for each class, on average: the true class's
+    # map over that class's clips.
+    n = np.maximum(counts, 1)
+    cam_means = cam_sum / n[:, None, None]
+    apex_means = apex_sum / n[:, None, None, None]
+    png = os.path.join(out_dir, "class_means.png")
+    seen = (f"; {seen_in_training} were training clips"
+            if seen_in_training else "")
+    explain.save_class_means(
+        png, apex_means, cam_means, counts, correct, class_names,
+        title=f"Mean Grad-CAM on {target} of each clip's true class, over "
+              f"{len(indices)} clips{seen}")
+    np.savez(os.path.join(out_dir, "class_means.npz"), cams=cam_means,
+             apex=apex_means, counts=counts, correct=correct,
+             class_names=np.asarray(class_names))
     paths.append(png)
   jax.clear_caches()
   return paths

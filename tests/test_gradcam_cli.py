@@ -78,11 +78,27 @@ def test_run_writes_panels_for_every_held_out_clip(run_dir):
   # The fold may be named as the subject without its dataset prefix.
   paths = gradcam.run(str(workdir), fold_name="s02", progress=False)
   out_dir = workdir / "gradcam" / "synthetic_s02"
-  assert sorted(paths) == sorted(str(out_dir / f"{n}.png") for n in names)
+  assert sorted(paths) == sorted(
+      [str(out_dir / f"{n}.png") for n in names]
+      + [str(out_dir / "class_means.png")])
   _check_outputs(out_dir, names)
   assert sorted(os.listdir(out_dir)) == sorted(
-      f"{n}{s}" for n in names for s in (".png", "_cams.npy",
-                                         "_attention.npz"))
+      [f"{n}{s}" for n in names for s in (".png", "_cams.npy",
+                                          "_attention.npz")]
+      + ["class_means.png", "class_means.npz"])
+  # Per class: the mean of its clips' true-class maps.
+  labels = {str(c): int(l) for c, l in zip(clips.clips, clips.labels)}
+  with np.load(out_dir / "class_means.npz") as means:
+    assert means["counts"].sum() == 4
+    for c in range(5):
+      mine = [np.load(out_dir / f"{n}_cams.npy")[c] for n in names
+              if labels[n] == c]
+      assert means["counts"][c] == len(mine)
+      if mine:
+        np.testing.assert_allclose(means["cams"][c], np.mean(mine, 0),
+                                   rtol=1e-5, atol=1e-6)
+    assert 0 <= means["correct"].sum() <= 4
+  assert mpimg.imread(str(out_dir / "class_means.png")).size > 0
 
 
 def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
@@ -93,7 +109,7 @@ def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
     paths = gradcam.run(str(workdir), fold_name="synthetic_s01",
                         clip_names=[name], target=target, output=str(out),
                         progress=False)
-    assert paths == [str(out / f"{name}.png")]
+    assert paths == [str(out / f"{name}.png"), str(out / "class_means.png")]
     _check_outputs(out, [name])
 
 
@@ -151,7 +167,8 @@ def test_cli(run_dir, tmp_path):
              for k, p in runs.items()}
   stdout, stderr, rc = results["ok"]
   assert rc == 0, stderr
-  assert stdout.split() == [str(out / f"{n}.png") for n in names]
+  assert stdout.split() == [str(out / f"{n}.png") for n in names] + [
+      str(out / "class_means.png")]
   _check_outputs(out, names)
   for key, pattern in (("fold", "--fold='nobody' is not a subject"),
                        ("clip", r"Unknown clips \['x_c999'\]"),
