@@ -48,7 +48,9 @@ def define_flags():
   flags.DEFINE_string("workdir", None, "A LOSO run directory.")
   flags.DEFINE_string("fold", None, "Held-out subject of the fold "
                       "(e.g. 'casme2/sub01', 'sub01' or the fold "
-                      "directory name 'casme2_sub01').")
+                      "directory name 'casme2_sub01'), or 'all': every "
+                      "fold's held-out clips with that fold's model, and "
+                      "class means over the whole dataset.")
   flags.DEFINE_list("clips", None, "Clip names (default: all the "
                     "fold's held-out clips).")
   flags.DEFINE_string("model_dir", None, "Model directory to use "
@@ -85,8 +87,93 @@ def training_clips(clips, model_dir):
   return set()
 
 
+class _ClassMeans:
+  """Per class: sums of the true-class maps and apex frames, clip counts."""
+
+  def __init__(self, k, size):
+    self.apex = np.zeros((k, size, size, 3), np.float64)
+    self.cams = None
+    self.counts = np.zeros(k, int)
+    self.correct = np.zeros(k, int)
+    self.clips = 0
+    self.training = 0
+
+  def add(self, cams, apex, label, predicted, in_training):
+    if self.cams is None:
+      self.cams = np.zeros((len(self.counts),) + cams.shape[1:], np.float64)
+    self.cams[label] += cams[label]
+    self.apex[label] += apex
+    self.counts[label] += 1
+    self.correct[label] += int(predicted == label)
+    self.clips += 1
+    self.training += int(in_training)
+
+  def write(self, out_dir, class_names, what):
+    """class_means.png / .npz in out_dir; returns the PNG path."""
+    n = np.maximum(self.counts, 1)
+    cam_means = self.cams / n[:, None, None]
+    apex_means = self.apex / n[:, None, None, None]
+    png = os.path.join(out_dir, "class_means.png")
+    seen = (f"; {self.training} were training clips" if self.training
+            else "")
+    explain.save_class_means(
+        png, apex_means, cam_means, self.counts, self.correct, class_names,
+        title=f"Mean Grad-CAM on {what} of each clip's true class, over "
+              f"{self.clips} clips{seen}")
+    np.savez(os.path.join(out_dir, "class_means.npz"), cams=cam_means,
+             apex=apex_means, counts=self.counts, correct=self.correct,
+             class_names=np.asarray(class_names))
+    return png
+
+
+def _explainer(model, num_classes, target):
+  """A jitted (variables, gathered, weights, keyframe_pos) -> (Grad-CAM
+  results, the forward's `out`) for one clip; compiled once for every fold
+  (the parameters are an argument, not constants)."""
+
+  @jax.jit
+  def explain_clip(variables, gathered, weights, keyframe_pos):
+    frames, keyframes = temporal.assemble(gathered, weights, keyframe_pos)
+    res = explain.gradcam(model, variables, frames, keyframes,
+                          classes=list(range(num_classes)), target=target,
+                          return_out=True)
+    return res, res.pop("out")
+
+  return explain_clip
+
+
+def run_all(workdir, target="fused", output=None, progress=True):
+  """Every fold with a model explains its held-out clips (panels in
+  <output>/<fold>/); class means over all of them in <output>/.
+
+  Returns the PNG paths (each fold's, then the overall class_means.png).
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  root = output or os.path.join(workdir, "gradcam")
+  folds_dir = os.path.join(workdir, "folds")
+  with_model = sorted(d for d in (os.listdir(folds_dir)
+                                  if os.path.isdir(folds_dir) else [])
+                      if os.path.isdir(os.path.join(folds_dir, d, "model")))
+  if not with_model:
+    raise errors.CheckpointError(
+        f"{workdir} holds no fold with a model yet (see {folds_dir}): train "
+        "the run first.")
+  shared = {}
+  paths = []
+  for name in with_model:
+    paths += run(workdir, fold_name=name, target=target,
+                 output=os.path.join(root, name), progress=progress,
+                 _shared=shared)
+  paths.append(shared["means"].write(
+      root, shared["class_names"],
+      f"{target} ({len(with_model)} folds, each clip by the model that held "
+      "it out)"))
+  jax.clear_caches()
+  return paths
+
+
 def run(workdir, fold_name=None, clip_names=None, model_dir=None,
-        target="fused", output=None, progress=True):
+        target="fused", output=None, progress=True, _shared=None):
   """Writes panels and maps; returns the list of PNG paths.
 
   Args:
@@ -101,13 +188,20 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
 
   Returns:
     Paths of the PNG panels, one per clip, each next to <clip>_cams.npy
-    (float32 (K, h, w) in [0, 1]) and <clip>_attention.npz.
+    (float32 (K, h, w) in [0, 1]) and <clip>_attention.npz, then
+    class_means.png. fold_name='all': `run_all`.
 
   Raises:
     CheckpointError: no run at workdir, an untrained fold, a model for
       another class set.
     ConfigError: unknown fold or clips, nothing to explain.
   """
+  if fold_name == "all" and _shared is None:
+    if clip_names or model_dir:
+      raise errors.ConfigError(
+          "--fold=all explains every fold's held-out clips with its own "
+          "model: leave out --clips and --model_dir.")
+    return run_all(workdir, target, output, progress)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   cfg_path = os.path.join(workdir, "config.json")
   if not os.path.exists(cfg_path):
@@ -119,7 +213,10 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
         f"target={target!r}; choose from {explain.TARGETS}.")
   with open(cfg_path) as f:
     config = checkpoints.config_from_json(json.load(f))
-  clips = train.load_data(config)
+  shared = {} if _shared is None else _shared
+  if "clips" not in shared:
+    shared["clips"] = train.load_data(config)
+  clips = shared["clips"]
   subjects = clips.subject_list()
   fold = None
   if fold_name:
@@ -166,24 +263,17 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   os.makedirs(out_dir, exist_ok=True)
   paths = []
 
-  @jax.jit
-  def explain_clip(gathered, weights, keyframe_pos):
-    """One clip (batch of 1) -> Grad-CAM results and the forward's `out`
-    (one forward pass for both)."""
-    frames, keyframes = temporal.assemble(gathered, weights, keyframe_pos)
-    res = explain.gradcam(model, variables, frames, keyframes,
-                          classes=list(range(len(class_names))),
-                          target=target, return_out=True)
-    return res, res.pop("out")
-
   k = len(class_names)
-  size = clips.frames.shape[-2]
-  apex_sum = np.zeros((k, size, size, 3), np.float64)
-  cam_sum, counts, correct = None, np.zeros(k, int), np.zeros(k, int)
-  seen_in_training = 0
+  if shared.get("model") != model:  # folds of one run share one compile
+    shared.update(model=model, explain=_explainer(model, k, target),
+                  class_names=list(class_names),
+                  means=_ClassMeans(k, clips.frames.shape[-2]))
+  explain_clip = shared["explain"]
+  means = _ClassMeans(k, clips.frames.shape[-2])
   for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
                 disable=not progress):
-    res, out = explain_clip(clips.frames[i:i + 1].astype(np.float32),
+    res, out = explain_clip(variables,
+                            clips.frames[i:i + 1].astype(np.float32),
                             clips.weights[i:i + 1],
                             clips.keyframe_pos[i:i + 1])
     attention = {k: v[0] for k, v in explain.attention_maps(out).items()}
@@ -202,35 +292,18 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
               f"predicted {pred} (Grad-CAM on {target})",
         attention=attention, label=label)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
-    c = int(clips.labels[i])
-    if cam_sum is None:
-      cam_sum = np.zeros((k,) + cams.shape[1:], np.float64)
-    cam_sum[c] += cams[c]
-    apex_sum[c] += apex
-    counts[c] += 1
-    correct[c] += int(probs.argmax()) == c
-    seen_in_training += i in trained
+    for acc in (means, shared["means"]):
+      acc.add(cams, apex, int(clips.labels[i]), int(probs.argmax()),
+              i in trained)
     np.savez(os.path.join(out_dir, f"{name}_attention.npz"), **{
         k.replace("/", "_"): v for k, v in attention.items()})
     paths.append(png)
-  if cam_sum is not None:
+  if means.clips:
     # Where the model looks for each class, on average: the true class's
     # map over that class's clips.
-    n = np.maximum(counts, 1)
-    cam_means = cam_sum / n[:, None, None]
-    apex_means = apex_sum / n[:, None, None, None]
-    png = os.path.join(out_dir, "class_means.png")
-    seen = (f"; {seen_in_training} were training clips"
-            if seen_in_training else "")
-    explain.save_class_means(
-        png, apex_means, cam_means, counts, correct, class_names,
-        title=f"Mean Grad-CAM on {target} of each clip's true class, over "
-              f"{len(indices)} clips{seen}")
-    np.savez(os.path.join(out_dir, "class_means.npz"), cams=cam_means,
-             apex=apex_means, counts=counts, correct=correct,
-             class_names=np.asarray(class_names))
-    paths.append(png)
-  jax.clear_caches()
+    paths.append(means.write(out_dir, class_names, target))
+  if _shared is None:
+    jax.clear_caches()
   return paths
 
 

@@ -5,6 +5,7 @@ One 2-fold, 1-epoch LOSO run on the synthetic_me 'test' variant (4 subjects x
 `experiments.gradcam.run` and of its CLI are checked.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -99,6 +100,31 @@ def test_run_writes_panels_for_every_held_out_clip(run_dir):
                                    rtol=1e-5, atol=1e-6)
     assert 0 <= means["correct"].sum() <= 4
   assert mpimg.imread(str(out_dir / "class_means.png")).size > 0
+
+
+def test_all_folds_with_class_means_over_the_dataset(run_dir, tmp_path):
+  workdir, clips = run_dir
+  out = tmp_path / "all"
+  paths = gradcam.run(str(workdir), fold_name="all", output=str(out),
+                      progress=False)
+  names = {f: _held_out(clips, f"synthetic/{f[-3:]}")
+           for f in ("synthetic_s01", "synthetic_s02")}
+  want = []
+  for f in sorted(names):
+    want += [str(out / f / f"{n}.png") for n in names[f]]
+    want.append(str(out / f / "class_means.png"))
+  assert paths == want + [str(out / "class_means.png")]
+  for f, ns in names.items():
+    _check_outputs(out / f, ns)
+  with np.load(out / "class_means.npz") as means:
+    assert means["counts"].sum() == sum(len(v) for v in names.values())
+    # Each clip explained by the model that held it out (the last epoch's):
+    # as many right as the run's fixed-budget confusion matrix says.
+    scored = json.loads((workdir / "results.json").read_text())
+    assert means["correct"].sum() == np.trace(
+        scored["aggregated"]["confusion"])
+  with pytest.raises(errors.ConfigError, match="leave out --clips"):
+    gradcam.run(str(workdir), fold_name="all", clip_names=["x"])
 
 
 def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
