@@ -116,3 +116,52 @@ def test_default_workdir_names_seed_and_dtype():
   cfg.model.accumulated_attention = False
   assert loso.default_workdir(cfg) == os.path.join(
       "runs", "synthetic_5class_tiny_noaa_bf16_seed1")
+
+
+def test_loso_on_a_fabricated_casme2_tree(tmp_path):
+  # The README's licensed-data command end to end on a look-alike tree:
+  # build from the manual directory, LOSO, score; rerun; a changed sheet.
+  from tests import fabricate  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "manual"
+  fabricate.fabricate_casme2(manual)
+  work = tmp_path / "run"
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+             JAX_DISABLE_MOST_OPTIMIZATIONS="true")
+  cmd = [sys.executable, "-m", "experiments.loso", "--dataset=casme2",
+         "--config=edmdbn_jax/configs/edmdbn.py:tiny",
+         f"--manual_dir={manual}", f"--data_dir={tmp_path / 'tfds'}",
+         "--config.model.depths=(1,1,1)", "--config.model.embed_dim=16",
+         "--epochs=2", "--warmup_epochs=1", "--config.train.progress=False",
+         f"--workdir={work}"]
+
+  def loso():
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+  r = loso()
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.loads((work / "results.json").read_text())
+  # 7 clips of 4 subjects (tests/test_builders.py: test_casme2_5class).
+  assert res["protocol"]["complete"] and res["protocol"]["folds"] == 4
+  assert res["aggregated"]["n"] == 7
+  assert res["class_names"] == ["happiness", "repression", "surprise",
+                                "disgust", "others"]
+  assert "dataset casme2 (7 clips, 5 classes" in res["protocol"]["note"]
+  assert sorted(os.listdir(work / "folds")) == [
+      "casme2_sub01", "casme2_sub02", "casme2_sub04", "casme2_sub05"]
+  # Rerun: nothing retrained, the same scores.
+  again = loso()
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert json.loads((work / "results.json").read_text())["aggregated"] == (
+      res["aggregated"])
+  # The 2019 sheet replaced by the 2014 one since the build: the prepared
+  # dataset is refused, naming what changed and the folder to delete.
+  (manual / "CASME2" / "CASME2-coding-20190701.xlsx").unlink()
+  fabricate.fabricate_casme2(manual, sheets=("2014",))
+  changed = loso()
+  assert changed.returncode == 2, changed.stderr[-3000:]
+  assert "no longer matches the manual directory" in changed.stderr
+  assert "CASME2-coding-20190701.xlsx: read when it was built" in (
+      changed.stderr)
+  assert "CASME2-coding-20140508.xlsx: read now" in changed.stderr
+  assert "Delete " in changed.stderr
