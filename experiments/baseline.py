@@ -22,16 +22,33 @@ from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
 from edmdbn_jax.evaluators import metrics
 
-_DATASET = flags.DEFINE_string("dataset", "synthetic", "Dataset name.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 5, "Class set.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Stored frame size.")
-_VARIANT = flags.DEFINE_string("variant", "", "Builder size variant.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Raw data (licensed).")
-_GRID = flags.DEFINE_integer("grid", 16, "Pooled feature grid.")
-_L2 = flags.DEFINE_float("l2", 1e-2, "L2 penalty.")
-_STEPS = flags.DEFINE_integer("steps", 500, "Gradient steps per fold.")
-_JSON = flags.DEFINE_string("json", None, "Write the results here.")
+# Flag holders, set by define_flags() (only when run as a script, so that
+# importing this module next to other experiments modules, e.g. in a
+# notebook or the tests, defines no flags that could clash with theirs).
+_DATASET = None
+_NUM_CLASSES = None
+_IMAGE_SIZE = None
+_VARIANT = None
+_DATA_DIR = None
+_MANUAL_DIR = None
+_GRID = None
+_STEPS = None
+_JSON = None
+
+
+def define_flags():
+  """Defines the command-line flags."""
+  global _DATASET, _NUM_CLASSES, _IMAGE_SIZE, _VARIANT, _DATA_DIR, _MANUAL_DIR, _GRID, _STEPS, _JSON
+  _DATASET = flags.DEFINE_string("dataset", "synthetic", "Dataset name.")
+  _NUM_CLASSES = flags.DEFINE_integer("num_classes", 5, "Class set.")
+  _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Stored frame size.")
+  _VARIANT = flags.DEFINE_string("variant", "", "Builder size variant.")
+  _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir.")
+  _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Raw data (licensed).")
+  _GRID = flags.DEFINE_integer("grid", 16, "Pooled feature grid.")
+  _L2 = flags.DEFINE_float("l2", 1e-2, "L2 penalty.")
+  _STEPS = flags.DEFINE_integer("steps", 500, "Gradient steps per fold.")
+  _JSON = flags.DEFINE_string("json", None, "Write the results here.")
 
 
 def features(clips: input_pipeline.Clips, grid: int) -> np.ndarray:
@@ -109,4 +126,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -52,37 +52,60 @@ from edmdbn_jax import profiling
 from edmdbn_jax.models import from_config
 from edmdbn_jax import train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{edmdbn_config.__file__}:tiny", "Model config.",
-    lock_config=False)
-_DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                           "Compute dtype (default: the config's).")
-_FOLD_PARALLEL = flags.DEFINE_integer("fold_parallel", 4,
-                                      "Folds at once for the parallel row.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
-_LOSO_EPOCHS = flags.DEFINE_integer(
-    "loso_epochs", 0, "Epochs of the CASME II-sized synthetic LOSO (0: skip; "
-    "60: the paper's protocol).")
-_LOSO_FOLDS = flags.DEFINE_list(
-    "loso_folds", [], "Held-out subjects of the LOSO row (default: all 26). "
-    "A subset is a smoke run: the row says how many folds ran.")
-_LOSO_FOLD_PARALLEL = flags.DEFINE_string(
-    "loso_fold_parallel", "auto", "fold_parallel for the LOSO row.")
-_TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch model.")
-_TORCH_BLOCKS = flags.DEFINE_enum(
-    "torch_blocks", "torchvision", ["torchvision", "plain"],
-    "PyTorch model's Swin blocks: torchvision's Video Swin blocks, or the "
-    "plain implementation (no torchvision needed).")
-_TORCH_COMPILE = flags.DEFINE_bool(
-    "torch_compile", False, "Time the PyTorch model under torch.compile "
-    "(default: eager, as the authors' code runs).")
-_OUT = flags.DEFINE_string("out", "benchmarks", "Benchmark directory.")
-_SECTIONS = flags.DEFINE_string(
-    "sections", "all", "Comma-separated subset of train,infer,torch,loso "
-    "(or all). A subset updates the existing result file of the same name, "
-    "so a long LOSO row can run on its own.")
-_NAME = flags.DEFINE_string("name", None, "Result file name (default: "
-                            "device_config_dtype).")
+# Flag holders, set by define_flags() (only when run as a script, so that
+# importing this module next to other experiments modules, e.g. in a
+# notebook or the tests, defines no flags that could clash with theirs).
+_CONFIG = None
+_DTYPE = None
+_FOLD_PARALLEL = None
+_STEPS = None
+_LOSO_EPOCHS = None
+_LOSO_FOLDS = None
+_LOSO_FOLD_PARALLEL = None
+_TORCH = None
+_TORCH_BLOCKS = None
+_TORCH_COMPILE = None
+_OUT = None
+_SECTIONS = None
+_NAME = None
+
+
+def define_flags():
+  """Defines the command-line flags."""
+  global _CONFIG, _DTYPE, _FOLD_PARALLEL, _STEPS, _LOSO_EPOCHS, _LOSO_FOLDS, \
+      _LOSO_FOLD_PARALLEL, _TORCH, _TORCH_BLOCKS, _TORCH_COMPILE, _OUT, \
+      _SECTIONS, _NAME
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", f"{edmdbn_config.__file__}:tiny", "Model config.",
+      lock_config=False)
+  _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                             "Compute dtype (default: the config's).")
+  _FOLD_PARALLEL = flags.DEFINE_integer("fold_parallel", 4,
+                                        "Folds at once for the parallel row.")
+  _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
+  _LOSO_EPOCHS = flags.DEFINE_integer(
+      "loso_epochs", 0, "Epochs of the CASME II-sized synthetic LOSO (0: skip; "
+      "60: the paper's protocol).")
+  _LOSO_FOLDS = flags.DEFINE_list(
+      "loso_folds", [], "Held-out subjects of the LOSO row (default: all 26). "
+      "A subset is a smoke run: the row says how many folds ran.")
+  _LOSO_FOLD_PARALLEL = flags.DEFINE_string(
+      "loso_fold_parallel", "auto", "fold_parallel for the LOSO row.")
+  _TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch model.")
+  _TORCH_BLOCKS = flags.DEFINE_enum(
+      "torch_blocks", "torchvision", ["torchvision", "plain"],
+      "PyTorch model's Swin blocks: torchvision's Video Swin blocks, or the "
+      "plain implementation (no torchvision needed).")
+  _TORCH_COMPILE = flags.DEFINE_bool(
+      "torch_compile", False, "Time the PyTorch model under torch.compile "
+      "(default: eager, as the authors' code runs).")
+  _OUT = flags.DEFINE_string("out", "benchmarks", "Benchmark directory.")
+  _SECTIONS = flags.DEFINE_string(
+      "sections", "all", "Comma-separated subset of train,infer,torch,loso "
+      "(or all). A subset updates the existing result file of the same name, "
+      "so a long LOSO row can run on its own.")
+  _NAME = flags.DEFINE_string("name", None, "Result file name (default: "
+                              "device_config_dtype).")
 
 # Dense peak FLOP/s per device kind (vendor datasheets, no sparsity). The
 # float32 entries are the TF32 tensor-core peaks: JAX computes float32
@@ -514,4 +537,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

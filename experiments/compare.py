@@ -21,17 +21,31 @@ from absl import flags
 from edmdbn_jax import errors
 from edmdbn_jax.evaluators import compare
 
-_RUNS = flags.DEFINE_list("runs", [], "Run directories (or give them as "
-                          "arguments); the first is the reference.")
-_OUTPUT = flags.DEFINE_string("output", None, "Also write compare.md, "
-                              "compare.json and compare.png here.")
-_BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000,
-                                  "Bootstrap resamples of the subjects.")
-_SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-_LEVEL = flags.DEFINE_float("level", 0.95, "Interval coverage.")
-_GROUP_SEEDS = flags.DEFINE_bool(
-    "group_seeds", False, "One row per set of runs that differ only in "
-    "their seed (means over seeds; the first run's set is the reference).")
+# Flag holders, set by define_flags() (only when run as a script, so that
+# importing this module next to other experiments modules, e.g. in a
+# notebook or the tests, defines no flags that could clash with theirs).
+_RUNS = None
+_OUTPUT = None
+_BOOTSTRAP = None
+_SEED = None
+_LEVEL = None
+_GROUP_SEEDS = None
+
+
+def define_flags():
+  """Defines the command-line flags."""
+  global _RUNS, _OUTPUT, _BOOTSTRAP, _SEED, _LEVEL, _GROUP_SEEDS
+  _RUNS = flags.DEFINE_list("runs", [], "Run directories (or give them as "
+                            "arguments); the first is the reference.")
+  _OUTPUT = flags.DEFINE_string("output", None, "Also write compare.md, "
+                                "compare.json and compare.png here.")
+  _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000,
+                                    "Bootstrap resamples of the subjects.")
+  _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+  _LEVEL = flags.DEFINE_float("level", 0.95, "Interval coverage.")
+  _GROUP_SEEDS = flags.DEFINE_bool(
+      "group_seeds", False, "One row per set of runs that differ only in "
+      "their seed (means over seeds; the first run's set is the reference).")
 
 
 def main(argv):
@@ -55,4 +69,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

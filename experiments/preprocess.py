@@ -38,22 +38,40 @@ from edmdbn_jax.preprocess import io as pio
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
                   ".wmv", ".webm")
 
-_INPUT = flags.DEFINE_string("input", None, "Video, frame folder or tree.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side S of the crops.")
-_ALIGN = flags.DEFINE_bool("align", True, "Detect, align and crop the face; "
-                           "--noalign only resizes (official crops).")
-_WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes.")
-_UPSAMPLE = flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
-                                 "(1 for small faces; slower).")
-_FACE_RULE = flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
-                               "Which face when several are found.")
-_PREFIX = flags.DEFINE_string(
-    "prefix", None, "Only the frames named <prefix><number> (e.g. reg_image "
-    "or image for SMIC); by default every image of a folder, which must then "
-    "all be named alike.")
-_ALLOW_FAILURES = flags.DEFINE_bool("allow_failures", False,
-                                    "Exit 0 even when some clips failed.")
+# Flag holders, set by define_flags() (only when run as a script, so that
+# importing this module next to other experiments modules, e.g. in a
+# notebook or the tests, defines no flags that could clash with theirs).
+_INPUT = None
+_OUTPUT = None
+_IMAGE_SIZE = None
+_ALIGN = None
+_WORKERS = None
+_UPSAMPLE = None
+_FACE_RULE = None
+_PREFIX = None
+_ALLOW_FAILURES = None
+
+
+def define_flags():
+  """Defines the command-line flags."""
+  global _INPUT, _OUTPUT, _IMAGE_SIZE, _ALIGN, _WORKERS, _UPSAMPLE, \
+      _FACE_RULE, _PREFIX, _ALLOW_FAILURES
+  _INPUT = flags.DEFINE_string("input", None, "Video, frame folder or tree.")
+  _OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
+  _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side S of the crops.")
+  _ALIGN = flags.DEFINE_bool("align", True, "Detect, align and crop the face; "
+                             "--noalign only resizes (official crops).")
+  _WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes.")
+  _UPSAMPLE = flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
+                                   "(1 for small faces; slower).")
+  _FACE_RULE = flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
+                                 "Which face when several are found.")
+  _PREFIX = flags.DEFINE_string(
+      "prefix", None, "Only the frames named <prefix><number> (e.g. reg_image "
+      "or image for SMIC); by default every image of a folder, which must then "
+      "all be named alike.")
+  _ALLOW_FAILURES = flags.DEFINE_bool("allow_failures", False,
+                                      "Exit 0 even when some clips failed.")
 
 
 def find_clips(root: pathlib.Path, output: pathlib.Path
@@ -283,4 +301,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

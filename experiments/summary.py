@@ -16,13 +16,25 @@ from edmdbn_jax.configs import edmdbn as edmdbn_config
 
 from edmdbn_jax import profiling
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{edmdbn_config.__file__}:paper", "Model config.",
-    lock_config=False)
-_BATCH = flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
-_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
-_DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                           "Compute dtype (default: the config's).")
+# Flag holders, set by define_flags() (only when run as a script, so that
+# importing this module next to other experiments modules, e.g. in a
+# notebook or the tests, defines no flags that could clash with theirs).
+_CONFIG = None
+_BATCH = None
+_REPEATS = None
+_DTYPE = None
+
+
+def define_flags():
+  """Defines the command-line flags."""
+  global _CONFIG, _BATCH, _REPEATS, _DTYPE
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", f"{edmdbn_config.__file__}:paper", "Model config.",
+      lock_config=False)
+  _BATCH = flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
+  _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
+  _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                             "Compute dtype (default: the config's).")
 
 
 def main(argv):
@@ -54,4 +66,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

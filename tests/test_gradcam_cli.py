@@ -208,11 +208,16 @@ def test_cli(run_dir, tmp_path):
 
 @pytest.mark.parametrize("other", ["loso", "import_torch"])
 def test_importable_next_to_other_experiments(other):
-  """Importing gradcam/predict defines no flags (they clashed on --workdir
-  and --checkpoint with loso / import_torch in one process)."""
+  """Importing an experiments module next to the others defines no clashing
+  flags (gradcam/predict clashed on --workdir and --checkpoint with loso /
+  import_torch; baseline, compare, benchmark, summary and preprocess on
+  --dataset, --seed, --dtype and --fold_parallel): only loso and
+  import_torch define theirs on import."""
   proc = subprocess.run(
       [sys.executable, "-c", f"import experiments.{other}, "
-       "experiments.gradcam, experiments.predict"],
+       "experiments.gradcam, experiments.predict, experiments.baseline, "
+       "experiments.compare, experiments.benchmark, experiments.summary, "
+       "experiments.preprocess"],
       env=dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu"),
       capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode == 0, proc.stderr
