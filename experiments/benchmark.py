@@ -52,60 +52,43 @@ from edmdbn_jax import profiling
 from edmdbn_jax.models import from_config
 from edmdbn_jax import train
 
-# Flag holders, set by define_flags() (only when run as a script, so that
-# importing this module next to other experiments modules, e.g. in a
-# notebook or the tests, defines no flags that could clash with theirs).
-_CONFIG = None
-_DTYPE = None
-_FOLD_PARALLEL = None
-_STEPS = None
-_LOSO_EPOCHS = None
-_LOSO_FOLDS = None
-_LOSO_FOLD_PARALLEL = None
-_TORCH = None
-_TORCH_BLOCKS = None
-_TORCH_COMPILE = None
-_OUT = None
-_SECTIONS = None
-_NAME = None
+FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defines the command-line flags."""
-  global _CONFIG, _DTYPE, _FOLD_PARALLEL, _STEPS, _LOSO_EPOCHS, _LOSO_FOLDS, \
-      _LOSO_FOLD_PARALLEL, _TORCH, _TORCH_BLOCKS, _TORCH_COMPILE, _OUT, \
-      _SECTIONS, _NAME
-  _CONFIG = config_flags.DEFINE_config_file(
+  """Defines the command-line flags; called only when run as a script (see
+  experiments.gradcam.define_flags)."""
+  config_flags.DEFINE_config_file(
       "config", f"{edmdbn_config.__file__}:tiny", "Model config.",
       lock_config=False)
-  _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                             "Compute dtype (default: the config's).")
-  _FOLD_PARALLEL = flags.DEFINE_integer("fold_parallel", 4,
-                                        "Folds at once for the parallel row.")
-  _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
-  _LOSO_EPOCHS = flags.DEFINE_integer(
+  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                    "Compute dtype (default: the config's).")
+  flags.DEFINE_integer("fold_parallel", 4,
+                       "Folds at once for the parallel row.")
+  flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
+  flags.DEFINE_integer(
       "loso_epochs", 0, "Epochs of the CASME II-sized synthetic LOSO (0: skip; "
       "60: the paper's protocol).")
-  _LOSO_FOLDS = flags.DEFINE_list(
+  flags.DEFINE_list(
       "loso_folds", [], "Held-out subjects of the LOSO row (default: all 26). "
       "A subset is a smoke run: the row says how many folds ran.")
-  _LOSO_FOLD_PARALLEL = flags.DEFINE_string(
+  flags.DEFINE_string(
       "loso_fold_parallel", "auto", "fold_parallel for the LOSO row.")
-  _TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch model.")
-  _TORCH_BLOCKS = flags.DEFINE_enum(
+  flags.DEFINE_bool("torch", False, "Also time the PyTorch model.")
+  flags.DEFINE_enum(
       "torch_blocks", "torchvision", ["torchvision", "plain"],
       "PyTorch model's Swin blocks: torchvision's Video Swin blocks, or the "
       "plain implementation (no torchvision needed).")
-  _TORCH_COMPILE = flags.DEFINE_bool(
+  flags.DEFINE_bool(
       "torch_compile", False, "Time the PyTorch model under torch.compile "
       "(default: eager, as the authors' code runs).")
-  _OUT = flags.DEFINE_string("out", "benchmarks", "Benchmark directory.")
-  _SECTIONS = flags.DEFINE_string(
+  flags.DEFINE_string("out", "benchmarks", "Benchmark directory.")
+  flags.DEFINE_string(
       "sections", "all", "Comma-separated subset of train,infer,torch,loso "
       "(or all). A subset updates the existing result file of the same name, "
       "so a long LOSO row can run on its own.")
-  _NAME = flags.DEFINE_string("name", None, "Result file name (default: "
-                              "device_config_dtype).")
+  flags.DEFINE_string("name", None, "Result file name (default: "
+                      "device_config_dtype).")
 
 # Dense peak FLOP/s per device kind (vendor datasheets, no sparsity). The
 # float32 entries are the TF32 tensor-core peaks: JAX computes float32
@@ -242,8 +225,8 @@ def bench_torch(config, dtype, result):
   from edmdbn_jax.interop import torch_model  # pylint: disable=g-import-not-at-top
   cfg = config.copy_and_resolve_references()
   cfg.model.entire_patch_embed = "3d"  # the released layout
-  tt = torch_model.benchmark(cfg, blocks=_TORCH_BLOCKS.value,
-                             compile_model=_TORCH_COMPILE.value)
+  tt = torch_model.benchmark(cfg, blocks=FLAGS.torch_blocks,
+                             compile_model=FLAGS.torch_compile)
   tag = "amp" if dtype == "bfloat16" else "fp32"
   tt["compared_with"] = tag
   ref = tt[f"train_{tag}_clip_steps_per_s"]
@@ -409,16 +392,16 @@ SECTIONS = ("train", "infer", "torch", "loso")
 
 
 def _sections():
-  chosen = [x for x in _SECTIONS.value.split(",") if x]
+  chosen = [x for x in FLAGS.sections.split(",") if x]
   bad = sorted(set(chosen) - set(SECTIONS) - {"all"})
   if bad:
     raise app.UsageError(f"--sections: unknown {bad}; choose from "
                          f"{', '.join(SECTIONS)} or all.")
   chosen = list(SECTIONS) if "all" in chosen else chosen
-  if "torch" in chosen and not _TORCH.value and _SECTIONS.value == "all":
+  if "torch" in chosen and not FLAGS.torch and FLAGS.sections == "all":
     chosen.remove("torch")
-  if "loso" in chosen and not _LOSO_EPOCHS.value:
-    if _SECTIONS.value != "all":
+  if "loso" in chosen and not FLAGS.loso_epochs:
+    if FLAGS.sections != "all":
       raise app.UsageError("--sections=loso needs --loso_epochs (the "
                            "paper: 60).")
     chosen.remove("loso")
@@ -431,16 +414,16 @@ def main(argv):
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Orbax logs every checkpoint at INFO; the figures should stay readable.
     logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
-  dtype = _DTYPE.value or config.model.dtype
+  config = FLAGS.config
+  dtype = FLAGS.dtype or config.model.dtype
   config.model.dtype = dtype
   sections = _sections()
   device = profiling.device_description()
-  name = _NAME.value or "_".join(
+  name = FLAGS.name or "_".join(
       [jax.devices()[0].device_kind.replace(" ", "-"),
        config.get("variant", "?"), dtype]).lower()
-  os.makedirs(os.path.join(_OUT.value, "results"), exist_ok=True)
-  path = os.path.join(_OUT.value, "results", f"{name}.json")
+  os.makedirs(os.path.join(FLAGS.out, "results"), exist_ok=True)
+  path = os.path.join(FLAGS.out, "results", f"{name}.json")
   result = {}
   if set(sections) != set(SECTIONS) and os.path.exists(path):
     # A subset of sections updates the existing row of this device, config
@@ -473,8 +456,8 @@ def main(argv):
   if "loso" in sections:
     # Build / load the data first: a config without a CASME II-sized
     # synthetic build fails now, not after the timed sections.
-    loso_cfg = loso_config(config, _LOSO_EPOCHS.value,
-                           _LOSO_FOLD_PARALLEL.value, _LOSO_FOLDS.value)
+    loso_cfg = loso_config(config, FLAGS.loso_epochs,
+                           FLAGS.loso_fold_parallel, FLAGS.loso_folds)
     try:
       loso_clips = train.load_data(loso_cfg)
       train.make_folds(loso_clips, list(loso_cfg.train.folds))
@@ -488,14 +471,14 @@ def main(argv):
       json.dump(result, f, indent=2)
 
   if "train" in sections:
-    result["train_1fold"] = bench_train(config, 1, _STEPS.value)
+    result["train_1fold"] = bench_train(config, 1, FLAGS.steps)
     print(f"train, 1 fold x batch {config.train.batch_size}: "
           f"{result['train_1fold']['clip_steps_per_s']:.1f} clip-steps/s "
           f"(compiled in {result['train_1fold']['compile_s']:.1f} s)", flush=True)
     save()
-    result["train_folds"] = bench_train(config, _FOLD_PARALLEL.value,
-                                        _STEPS.value)
-    print(f"train, {_FOLD_PARALLEL.value} folds at once: "
+    result["train_folds"] = bench_train(config, FLAGS.fold_parallel,
+                                        FLAGS.steps)
+    print(f"train, {FLAGS.fold_parallel} folds at once: "
           f"{result['train_folds']['clip_steps_per_s']:.1f} clip-steps/s "
           f"(compiled in {result['train_folds']['compile_s']:.1f} s)", flush=True)
     peak = _peak(dtype)
@@ -533,7 +516,7 @@ def main(argv):
           f"{lo['folds']} of {lo['subjects']} folds: {lo['wall_s']:.1f} s "
           "including compilation")
     save()
-  print(f"wrote {path} and {write_table(_OUT.value)}")
+  print(f"wrote {path} and {write_table(FLAGS.out)}")
 
 
 if __name__ == "__main__":

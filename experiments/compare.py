@@ -21,50 +21,42 @@ from absl import flags
 from edmdbn_jax import errors
 from edmdbn_jax.evaluators import compare
 
-# Flag holders, set by define_flags() (only when run as a script, so that
-# importing this module next to other experiments modules, e.g. in a
-# notebook or the tests, defines no flags that could clash with theirs).
-_RUNS = None
-_OUTPUT = None
-_BOOTSTRAP = None
-_SEED = None
-_LEVEL = None
-_GROUP_SEEDS = None
+FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defines the command-line flags."""
-  global _RUNS, _OUTPUT, _BOOTSTRAP, _SEED, _LEVEL, _GROUP_SEEDS
-  _RUNS = flags.DEFINE_list("runs", [], "Run directories (or give them as "
-                            "arguments); the first is the reference.")
-  _OUTPUT = flags.DEFINE_string("output", None, "Also write compare.md, "
-                                "compare.json and compare.png here.")
-  _BOOTSTRAP = flags.DEFINE_integer("bootstrap", 2000,
-                                    "Bootstrap resamples of the subjects.")
-  _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-  _LEVEL = flags.DEFINE_float("level", 0.95, "Interval coverage.")
-  _GROUP_SEEDS = flags.DEFINE_bool(
+  """Defines the command-line flags; called only when run as a script (see
+  experiments.gradcam.define_flags)."""
+  flags.DEFINE_list("runs", [], "Run directories (or give them as "
+                    "arguments); the first is the reference.")
+  flags.DEFINE_string("output", None, "Also write compare.md, "
+                      "compare.json and compare.png here.")
+  flags.DEFINE_integer("bootstrap", 2000,
+                       "Bootstrap resamples of the subjects.")
+  flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+  flags.DEFINE_float("level", 0.95, "Interval coverage.")
+  flags.DEFINE_bool(
       "group_seeds", False, "One row per set of runs that differ only in "
       "their seed (means over seeds; the first run's set is the reference).")
 
 
 def main(argv):
-  paths = list(_RUNS.value) + list(argv[1:])
+  paths = list(FLAGS.runs) + list(argv[1:])
   if not paths:
     raise app.UsageError("Give one or more run directories.")
-  if _BOOTSTRAP.value < 100 or not 0 < _LEVEL.value < 1:
+  if FLAGS.bootstrap < 100 or not 0 < FLAGS.level < 1:
     raise app.UsageError("--bootstrap must be >= 100 and --level in (0, 1).")
   try:
     runs = [compare.load_run(p) for p in paths]
-    result = compare.compare(runs, bootstrap=_BOOTSTRAP.value,
-                             seed=_SEED.value, level=_LEVEL.value,
-                             group_seeds=_GROUP_SEEDS.value)
+    result = compare.compare(runs, bootstrap=FLAGS.bootstrap,
+                             seed=FLAGS.seed, level=FLAGS.level,
+                             group_seeds=FLAGS.group_seeds)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(compare.markdown(result))
-  if _OUTPUT.value:
-    for p in compare.write(result, _OUTPUT.value):
+  if FLAGS.output:
+    for p in compare.write(result, FLAGS.output):
       print(p)
 
 

@@ -142,6 +142,15 @@ def _explainer(model, num_classes, target):
   return explain_clip
 
 
+def _folds_with_model(workdir):
+  """Names of the fold directories of `workdir` that hold a model."""
+  folds_dir = os.path.join(workdir, "folds")
+  if not os.path.isdir(folds_dir):
+    return []
+  return sorted(d for d in os.listdir(folds_dir)
+                if os.path.isdir(os.path.join(folds_dir, d, "model")))
+
+
 def run_all(workdir, target="fused", output=None, progress=True):
   """Every fold with a model explains its held-out clips (panels in
   <output>/<fold>/); class means over all of them in <output>/.
@@ -150,14 +159,11 @@ def run_all(workdir, target="fused", output=None, progress=True):
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   root = output or os.path.join(workdir, "gradcam")
-  folds_dir = os.path.join(workdir, "folds")
-  with_model = sorted(d for d in (os.listdir(folds_dir)
-                                  if os.path.isdir(folds_dir) else [])
-                      if os.path.isdir(os.path.join(folds_dir, d, "model")))
+  with_model = _folds_with_model(workdir)
   if not with_model:
     raise errors.CheckpointError(
-        f"{workdir} holds no fold with a model yet (see {folds_dir}): train "
-        "the run first.")
+        f"{workdir} holds no fold with a model yet (see "
+        f"{os.path.join(workdir, 'folds')}): train the run first.")
   shared = {}
   paths = []
   for name in with_model:
@@ -165,7 +171,7 @@ def run_all(workdir, target="fused", output=None, progress=True):
                  output=os.path.join(root, name), progress=progress,
                  _shared=shared)
   paths.append(shared["means"].write(
-      root, shared["class_names"],
+      root, list(shared["clips"].class_names),
       f"{target} ({len(with_model)} folds, each clip by the model that held "
       "it out)"))
   jax.clear_caches()
@@ -226,14 +232,10 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
       raise errors.ConfigError("Pass --fold (or --model_dir).")
     model_dir = os.path.join(train.fold_dir(workdir, fold), "model")
     if not os.path.isdir(model_dir):
-      done = sorted(d for d in os.listdir(os.path.join(workdir, "folds"))
-                    if os.path.isdir(os.path.join(workdir, "folds", d,
-                                                  "model"))
-                    ) if os.path.isdir(os.path.join(workdir, "folds")) else []
       raise errors.CheckpointError(
           f"Fold {fold.subject} has no model in {workdir} (not trained yet, "
           f"or left out by --config.train.folds); folds with a model: "
-          f"{done}.")
+          f"{_folds_with_model(workdir)}.")
   model, variables, _, class_names = checkpoints.load_model(model_dir)
   if target != "fused" and model.branches not in ("both", target):
     raise errors.ConfigError(
@@ -265,11 +267,12 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
 
   k = len(class_names)
   if shared.get("model") != model:  # folds of one run share one compile
-    shared.update(model=model, explain=_explainer(model, k, target),
-                  class_names=list(class_names),
-                  means=_ClassMeans(k, clips.frames.shape[-2]))
+    shared.update(model=model, explain=_explainer(model, k, target))
   explain_clip = shared["explain"]
   means = _ClassMeans(k, clips.frames.shape[-2])
+  # run_all's class means over every fold it explains.
+  accumulators = [means] + ([shared.setdefault("means", _ClassMeans(
+      k, clips.frames.shape[-2]))] if _shared is not None else [])
   for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
                 disable=not progress):
     res, out = explain_clip(variables,
@@ -292,7 +295,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
               f"predicted {pred} (Grad-CAM on {target})",
         attention=attention, label=label)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
-    for acc in (means, shared["means"]):
+    for acc in accumulators:
       acc.add(cams, apex, int(clips.labels[i]), int(probs.argmax()),
               i in trained)
     np.savez(os.path.join(out_dir, f"{name}_attention.npz"), **{

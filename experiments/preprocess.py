@@ -38,40 +38,28 @@ from edmdbn_jax.preprocess import io as pio
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg",
                   ".wmv", ".webm")
 
-# Flag holders, set by define_flags() (only when run as a script, so that
-# importing this module next to other experiments modules, e.g. in a
-# notebook or the tests, defines no flags that could clash with theirs).
-_INPUT = None
-_OUTPUT = None
-_IMAGE_SIZE = None
-_ALIGN = None
-_WORKERS = None
-_UPSAMPLE = None
-_FACE_RULE = None
-_PREFIX = None
-_ALLOW_FAILURES = None
+FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defines the command-line flags."""
-  global _INPUT, _OUTPUT, _IMAGE_SIZE, _ALIGN, _WORKERS, _UPSAMPLE, \
-      _FACE_RULE, _PREFIX, _ALLOW_FAILURES
-  _INPUT = flags.DEFINE_string("input", None, "Video, frame folder or tree.")
-  _OUTPUT = flags.DEFINE_string("output", None, "Output folder.")
-  _IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Side S of the crops.")
-  _ALIGN = flags.DEFINE_bool("align", True, "Detect, align and crop the face; "
-                             "--noalign only resizes (official crops).")
-  _WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes.")
-  _UPSAMPLE = flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
-                                   "(1 for small faces; slower).")
-  _FACE_RULE = flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
-                                 "Which face when several are found.")
-  _PREFIX = flags.DEFINE_string(
+  """Defines the command-line flags; called only when run as a script (see
+  experiments.gradcam.define_flags)."""
+  flags.DEFINE_string("input", None, "Video, frame folder or tree.")
+  flags.DEFINE_string("output", None, "Output folder.")
+  flags.DEFINE_integer("image_size", 224, "Side S of the crops.")
+  flags.DEFINE_bool("align", True, "Detect, align and crop the face; "
+                    "--noalign only resizes (official crops).")
+  flags.DEFINE_integer("workers", 1, "Worker processes.")
+  flags.DEFINE_integer("upsample", 0, "dlib upsampling passes "
+                       "(1 for small faces; slower).")
+  flags.DEFINE_enum("face_rule", "largest", list(face.FACE_RULES),
+                    "Which face when several are found.")
+  flags.DEFINE_string(
       "prefix", None, "Only the frames named <prefix><number> (e.g. reg_image "
       "or image for SMIC); by default every image of a folder, which must then "
       "all be named alike.")
-  _ALLOW_FAILURES = flags.DEFINE_bool("allow_failures", False,
-                                      "Exit 0 even when some clips failed.")
+  flags.DEFINE_bool("allow_failures", False,
+                    "Exit 0 even when some clips failed.")
 
 
 def find_clips(root: pathlib.Path, output: pathlib.Path
@@ -279,12 +267,12 @@ def run(input_path, output, image_size=224, align=True, workers=1,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _INPUT.value or not _OUTPUT.value:
+  if not FLAGS.input or not FLAGS.output:
     raise app.UsageError("--input and --output are required.")
   try:
-    report = run(_INPUT.value, _OUTPUT.value, _IMAGE_SIZE.value,
-                 _ALIGN.value, _WORKERS.value, _UPSAMPLE.value,
-                 _FACE_RULE.value, _PREFIX.value)
+    report = run(FLAGS.input, FLAGS.output, FLAGS.image_size,
+                 FLAGS.align, FLAGS.workers, FLAGS.upsample,
+                 FLAGS.face_rule, FLAGS.prefix)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -294,7 +282,7 @@ def main(argv):
     if entry["status"] != "ok":
       print(f"FAILED {rel}: {entry['reason']}")
   print(f"report: {pathlib.Path(report['output']) / 'report.json'}")
-  if report["num_failed"] and not _ALLOW_FAILURES.value:
+  if report["num_failed"] and not FLAGS.allow_failures:
     print(f"{report['num_failed']} clip(s) failed (see failures.txt); "
           "--allow_failures exits 0 anyway.", file=sys.stderr)
     sys.exit(1)

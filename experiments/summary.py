@@ -16,31 +16,25 @@ from edmdbn_jax.configs import edmdbn as edmdbn_config
 
 from edmdbn_jax import profiling
 
-# Flag holders, set by define_flags() (only when run as a script, so that
-# importing this module next to other experiments modules, e.g. in a
-# notebook or the tests, defines no flags that could clash with theirs).
-_CONFIG = None
-_BATCH = None
-_REPEATS = None
-_DTYPE = None
+FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defines the command-line flags."""
-  global _CONFIG, _BATCH, _REPEATS, _DTYPE
-  _CONFIG = config_flags.DEFINE_config_file(
+  """Defines the command-line flags; called only when run as a script (see
+  experiments.gradcam.define_flags)."""
+  config_flags.DEFINE_config_file(
       "config", f"{edmdbn_config.__file__}:paper", "Model config.",
       lock_config=False)
-  _BATCH = flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
-  _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
-  _DTYPE = flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                             "Compute dtype (default: the config's).")
+  flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
+  flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
+  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                    "Compute dtype (default: the config's).")
 
 
 def main(argv):
   del argv
-  config = _CONFIG.value
-  dtype = _DTYPE.value or config.model.dtype
+  config = FLAGS.config
+  dtype = FLAGS.dtype or config.model.dtype
   counts = profiling.param_counts(config)
   print(f"EDMDBN {config.get('variant', '?')}: {config.data.image_size} px, "
         f"T={config.data.num_frames}, {config.model.num_classes} classes, "
@@ -51,15 +45,15 @@ def main(argv):
   print("Parameters:")
   for name, n in counts.items():
     print(f"  {name:>14s}: {n:>12,d}")
-  cost = profiling.forward_cost(config, _BATCH.value, dtype)
+  cost = profiling.forward_cost(config, FLAGS.batch, dtype)
   print(f"Forward multiply-adds per clip (matrix products and "
         f"convolutions): {cost['matmul_macs_per_clip'] / 1e9:.2f} G")
   print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
         f"elementwise work included): "
-        f"{cost['flops'] / _BATCH.value / 1e9:.2f} G")
-  lat = profiling.forward_latency(config, _BATCH.value, dtype,
-                                  repeats=_REPEATS.value)
-  print(f"Forward latency at batch {_BATCH.value} on "
+        f"{cost['flops'] / FLAGS.batch / 1e9:.2f} G")
+  lat = profiling.forward_latency(config, FLAGS.batch, dtype,
+                                  repeats=FLAGS.repeats)
+  print(f"Forward latency at batch {FLAGS.batch} on "
         f"{profiling.device_description()}: "
         f"{lat['median_s'] * 1e3:.1f} ms median of {lat['repeats']} "
         f"({lat['per_clip_s'] * 1e3:.1f} ms per clip)")

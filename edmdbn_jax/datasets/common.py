@@ -593,12 +593,17 @@ class BuildReport:
     self.repaired.append({"clip": rec.key, "where": rec.where, "rule": rule,
                           "detail": detail})
 
-  def to_dict(self) -> dict[str, Any]:
-    counts = collections.Counter(k["label"] for k in self.kept)
-    subjects = sorted({k["subject"] for k in self.kept})
+  def counts_by_dataset(self) -> dict[str, collections.Counter]:
+    """Kept clips per source dataset and class."""
     by_dataset = collections.defaultdict(collections.Counter)
     for k in self.kept:
       by_dataset[k["subject"].split("/")[0]][k["label"]] += 1
+    return by_dataset
+
+  def to_dict(self) -> dict[str, Any]:
+    counts = collections.Counter(k["label"] for k in self.kept)
+    subjects = sorted({k["subject"] for k in self.kept})
+    by_dataset = self.counts_by_dataset()
     return {
         "dataset": self.dataset,
         "config": self.config,

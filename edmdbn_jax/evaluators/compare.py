@@ -26,10 +26,12 @@ from absl import logging
 import numpy as np
 
 from edmdbn_jax import errors
+from edmdbn_jax import train
+from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax.evaluators import metrics
 from edmdbn_jax.evaluators import report
 
-SELECTIONS = ("fixed", "test_best", "released")
+SELECTIONS = train.SELECTIONS
 
 
 @dataclasses.dataclass
@@ -49,7 +51,6 @@ class Run:
 
 def load_run(path: str) -> Run:
   """Reads a run directory's config, results and folds."""
-  from edmdbn_jax import train  # pylint: disable=g-import-not-at-top
   cfg_path = os.path.join(path, "config.json")
   res_path = os.path.join(path, "results.json")
   for p, what in ((cfg_path, "is it a run directory of experiments.loso?"),
@@ -108,7 +109,8 @@ def load_run(path: str) -> Run:
   return Run(path=path, config=config,
              class_names=list(results["class_names"]),
              subjects=sorted(clips), clips=clips, labels=labels, preds=preds,
-             fingerprints=fingerprints, complete=bool(protocol.get("complete", True)),
+             fingerprints=fingerprints,
+             complete=bool(protocol.get("complete", True)),
              subjects_total=protocol.get("subjects_total"))
 
 
@@ -116,8 +118,6 @@ def config_differences(reference: Run, run: Run) -> Dict[str, Any]:
   """{key: (reference value, run value)} of the config keys that differ,
   and 'training data' when some fold was trained on other clips or frames
   (another build of the dataset) than the reference's same fold."""
-  from edmdbn_jax import train  # pylint: disable=g-import-not-at-top
-  from edmdbn_jax.configs import edmdbn as edmdbn_config  # pylint: disable=g-import-not-at-top
   # Keys that only schedule the work or name paths (those a run may resume
   # with changed) are not differences between results.
   a = edmdbn_config.flatten(reference.config)
@@ -231,7 +231,6 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
     raise errors.DataError(
         f"No subject resample of {bootstrap} holds every class (a class "
         "held by a single subject among many?): no interval can be given.")
-  lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
   out = {"reference": ref.path, "subjects": len(subjects),
          "bootstrap": {"resamples": bootstrap, "dropped": dropped,
                        "seed": seed, "level": level,
@@ -249,7 +248,7 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
                             for x in c] for c in cms], 0)
     return pooled, boot, per_subject
 
-  ref_stats = {sel: group_stats(groups[0], sel) for sel in SELECTIONS}
+  ref_stats = {}
   for group in groups:
     lead = group[0]
     diffs = {}
@@ -265,21 +264,21 @@ def compare(runs: Sequence[Run], *, bootstrap: int = 2000, seed: int = 0,
            "selections": {}}
     for sel in SELECTIONS:
       pooled, boot, per_subject = group_stats(group, sel)
+      if group is groups[0]:
+        ref_stats[sel] = pooled, boot, per_subject
       ref_pooled, ref_boot, ref_subject = ref_stats[sel]
       mean = {key: float(np.mean([p[key] for p in pooled]))
               for key in ("uf1", "uar", "accuracy")}
       d = {**mean,
            "uf1_per_seed": [p["uf1"] for p in pooled],
-           "uf1_interval": [float(np.percentile(boot, lo_q)),
-                            float(np.percentile(boot, hi_q))],
+           "uf1_interval": metrics.percentile_interval(boot, level),
            "per_fold_mean_uf1_skip": float(np.mean(per_subject))}
       if group is not groups[0]:
         diff = boot - ref_boot
         d.update({
             "delta_uf1": mean["uf1"] - float(np.mean(
                 [p["uf1"] for p in ref_pooled])),
-            "delta_uf1_interval": [float(np.percentile(diff, lo_q)),
-                                   float(np.percentile(diff, hi_q))],
+            "delta_uf1_interval": metrics.percentile_interval(diff, level),
             "subjects_better": int((per_subject > ref_subject).sum()),
             "subjects_equal": int((per_subject == ref_subject).sum()),
             "subjects_worse": int((per_subject < ref_subject).sum())})

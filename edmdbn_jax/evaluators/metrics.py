@@ -145,6 +145,12 @@ def bootstrap_draws(cms: np.ndarray, resamples: int, seed: int):
   return draws[held], int((~held).sum())
 
 
+def percentile_interval(values, level: float) -> List[float]:
+  """[lo, hi]: the central `level` percentile interval of `values`."""
+  lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+  return [float(np.percentile(values, lo)), float(np.percentile(values, hi))]
+
+
 def subject_bootstrap(fold_results: Sequence[FoldResult], num_classes: int,
                       resamples: int = 2000, seed: int = 0,
                       level: float = 0.95) -> Optional[Dict[str, Any]]:
@@ -164,12 +170,10 @@ def subject_bootstrap(fold_results: Sequence[FoldResult], num_classes: int,
   if not len(draws):
     return None
   reps = [scores_from_confusion(cms[d].sum(0)) for d in draws]
-  lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
   out = {"resamples": resamples, "dropped": dropped, "seed": seed,
          "level": level, "unit": "subject"}
   for key in ("uf1", "uar"):
-    vals = np.array([r[key] for r in reps], np.float64)
-    out[key] = [float(np.percentile(vals, lo)), float(np.percentile(vals, hi))]
+    out[key] = percentile_interval([r[key] for r in reps], level)
   return out
 
 

@@ -17,7 +17,6 @@ set and their labels; the mapping above is only cross-checked against it
 set is derived from the three annotations by the mapping.
 """
 
-import collections
 import csv
 import dataclasses
 import io
@@ -248,9 +247,7 @@ def compare_with_published(report: common.BuildReport) -> dict[str, Any]:
   the report (`published_counts_differences`) with a note saying which
   counts differ, so a set that is not the published one cannot pass as it.
   """
-  built = collections.defaultdict(collections.Counter)
-  for k in report.kept:
-    built[k["subject"].split("/")[0]][k["label"]] += 1
+  built = report.counts_by_dataset()
   diff = {}
   for src in sorted(set(PUBLISHED_COUNTS) | set(built)):
     published = PUBLISHED_COUNTS.get(src, {})
