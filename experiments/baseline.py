@@ -22,33 +22,22 @@ from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
 from edmdbn_jax.evaluators import metrics
 
-# Flag holders, set by define_flags() (only when run as a script, so that
-# importing this module next to other experiments modules, e.g. in a
-# notebook or the tests, defines no flags that could clash with theirs).
-_DATASET = None
-_NUM_CLASSES = None
-_IMAGE_SIZE = None
-_VARIANT = None
-_DATA_DIR = None
-_MANUAL_DIR = None
-_GRID = None
-_STEPS = None
-_JSON = None
+FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """Defines the command-line flags."""
-  global _DATASET, _NUM_CLASSES, _IMAGE_SIZE, _VARIANT, _DATA_DIR, _MANUAL_DIR, _GRID, _STEPS, _JSON
-  _DATASET = flags.DEFINE_string("dataset", "synthetic", "Dataset name.")
-  _NUM_CLASSES = flags.DEFINE_integer("num_classes", 5, "Class set.")
-  _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Stored frame size.")
-  _VARIANT = flags.DEFINE_string("variant", "", "Builder size variant.")
-  _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data dir.")
-  _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "Raw data (licensed).")
-  _GRID = flags.DEFINE_integer("grid", 16, "Pooled feature grid.")
-  _L2 = flags.DEFINE_float("l2", 1e-2, "L2 penalty.")
-  _STEPS = flags.DEFINE_integer("steps", 500, "Gradient steps per fold.")
-  _JSON = flags.DEFINE_string("json", None, "Write the results here.")
+  """Defines the command-line flags; called only when run as a script (see
+  experiments.gradcam.define_flags)."""
+  flags.DEFINE_string("dataset", "synthetic", "Dataset name.")
+  flags.DEFINE_integer("num_classes", 5, "Class set.")
+  flags.DEFINE_integer("image_size", 64, "Stored frame size.")
+  flags.DEFINE_string("variant", "", "Builder size variant.")
+  flags.DEFINE_string("data_dir", None, "tfds data dir.")
+  flags.DEFINE_string("manual_dir", None, "Raw data (licensed).")
+  flags.DEFINE_integer("grid", 16, "Pooled feature grid.")
+  flags.DEFINE_float("l2", 1e-2, "L2 penalty.")
+  flags.DEFINE_integer("steps", 500, "Gradient steps per fold.")
+  flags.DEFINE_string("json", None, "Write the results here.")
 
 
 def features(clips: input_pipeline.Clips, grid: int) -> np.ndarray:
@@ -100,16 +89,16 @@ def main(argv):
   del argv
   try:
     clips = input_pipeline.load_clips(
-        _DATASET.value, num_classes=_NUM_CLASSES.value,
-        image_size=_IMAGE_SIZE.value, variant=_VARIANT.value,
-        data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value)
+        FLAGS.dataset, num_classes=FLAGS.num_classes,
+        image_size=FLAGS.image_size, variant=FLAGS.variant,
+        data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  res = run(clips, _GRID.value, _L2.value, _STEPS.value)
+  res = run(clips, FLAGS.grid, FLAGS.l2, FLAGS.steps)
   a = res["aggregated"]
   chance = 1.0 / len(clips.class_names)
-  print(f"Pixel-difference baseline on {_DATASET.value} "
+  print(f"Pixel-difference baseline on {FLAGS.dataset} "
         f"({len(clips)} clips, {len(clips.subject_list())} subjects): "
         f"LOSO, aggregated over folds, fixed budget: UF1 {a['uf1']:.3f}, "
         f"UAR {a['uar']:.3f}, accuracy {a['accuracy']:.3f} (UAR of a "
@@ -120,8 +109,8 @@ def main(argv):
         f"{ci['uf1'][1]:.3f}, UAR {ci['uar'][0]:.3f} to {ci['uar'][1]:.3f}")
   for rule, sc in res["per_fold_mean"].items():
     print(f"  per-fold mean (absent classes: {rule}): UF1 {sc['uf1']:.3f}")
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
       json.dump(res, f, indent=2)
 
 

@@ -165,3 +165,16 @@ def test_loso_on_a_fabricated_casme2_tree(tmp_path):
       changed.stderr)
   assert "CASME2-coding-20140508.xlsx: read now" in changed.stderr
   assert "Delete " in changed.stderr
+
+
+def test_baseline_cli(data_dir):
+  # Every flag reaches the run (a flag defined but not read broke the CLI).
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.baseline", "--variant=test",
+       "--image_size=32", f"--data_dir={data_dir}", "--grid=4", "--l2=0.1",
+       "--steps=20"], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "LOSO, aggregated over folds, fixed budget: UF1" in r.stdout
+  assert "percentile bootstrap over the" in r.stdout

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -372,6 +374,16 @@ def _check_compare(tmp_path):
   compare.plot(grouped, str(tmp_path / "grouped.png"))
   paths = compare.write(res, str(tmp_path / "cmp"))
   assert all(os.path.getsize(p) > 0 for p in paths)
+  # The command line gives the same table.
+  cli = subprocess.run(
+      [sys.executable, "-m", "experiments.compare", str(tmp_path / "seq"),
+       str(other), "--bootstrap=200", f"--output={tmp_path / 'cli'}"],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+      text=True, timeout=300)
+  assert cli.returncode == 0, cli.stderr[-3000:]
+  assert "train.seed=1" in cli.stdout
+  assert (tmp_path / "cli" / "compare.json").exists()
   # A run that held out other labels is refused, by name.
   fold = sorted((other / "folds").iterdir())[0] / "result.json"
   stored = json.loads(fold.read_text())
