@@ -194,6 +194,11 @@ def process_one(task) -> tuple[str, dict]:
     # Reported per clip (report.json, failures.txt, exit code), not skipped.
     reason = str(e) if isinstance(e, errors.EdmdbnError) else (
         f"{type(e).__name__}: {e}")
+    if isinstance(e, errors.NoFaceError):
+      # No annotations here: the reference is the first frame, not
+      # necessarily the onset the dataset builders align on.
+      reason += (f" The frame searched: {extra.get('reference_frame')} (the "
+                 "first of the clip; this command reads no annotation).")
     entry = {"status": "failed", "source": str(source), "reason": reason}
     # Frames an earlier run wrote for this clip would pass for this run's.
     stale = _remove_stale_frames(dest, keep=[])

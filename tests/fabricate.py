@@ -30,10 +30,19 @@ def _noise(rng: np.random.Generator, grey: bool = False) -> np.ndarray:
   return rng.integers(0, 256, shape, dtype=np.uint8)
 
 
-def _face(rng: np.random.Generator, i: int) -> np.ndarray:
-  """Astronaut photo (BGR), shifted by up to 2 px so frames differ."""
+def _face(rng: np.random.Generator, i: int, small: bool = False
+          ) -> np.ndarray:
+  """Astronaut photo (BGR), shifted by up to 2 px so frames differ.
+
+  `small`: the photo at half size on a grey 512 x 512 canvas, a face of
+  about 45 px that dlib finds only with one upsampling pass.
+  """
   from skimage import data  # pylint: disable=g-import-not-at-top
   img = data.astronaut()[:, :, ::-1]
+  if small:
+    half = cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    img = np.full_like(img, 128)
+    img[100:100 + half.shape[0], 100:100 + half.shape[1]] = half
   dx = int(rng.integers(-2, 3)) if i else 0
   return np.ascontiguousarray(np.roll(img, dx, axis=1))
 
@@ -58,11 +67,11 @@ def read_code(frame: np.ndarray) -> int:
 
 def _write_frames(folder: pathlib.Path, names: Iterable[str],
                   rng: np.random.Generator, grey: bool = False,
-                  face: bool = False):
+                  face: bool = False, small: bool = False):
   folder.mkdir(parents=True, exist_ok=True)
   for i, name in enumerate(names):
     if face:
-      img = _face(rng, i)
+      img = _face(rng, i, small)
     else:
       img = _noise(rng, grey)
       # A flat JPEG block-aligned square: stored pixels can be traced back
@@ -115,6 +124,7 @@ def fabricate_casme2(manual_dir: pathlib.Path,
                      sheets: Sequence[str] = ("2019",), crops: bool = True,
                      raw: Optional[str] = None, bad_row: bool = False,
                      faceless: Sequence[str] = (),
+                     small_faces: Sequence[str] = (),
                      seed: int = 0) -> pathlib.Path:
   """Writes <manual_dir>/CASME2 with 10 annotated clips of 4 subjects.
 
@@ -128,6 +138,8 @@ def fabricate_casme2(manual_dir: pathlib.Path,
     bad_row: append a row whose OnsetFrame is 'n/a'.
     faceless: clips (e.g. 'EP09_05') whose raw frames are noise even when
       raw='face': no face for the aligner to find.
+    small_faces: clips whose raw face frames (raw='face') show the face at
+      about 45 px, found only with the detector's upsampling.
     seed: noise seed.
 
   Returns:
@@ -160,7 +172,8 @@ def fabricate_casme2(manual_dir: pathlib.Path,
                  if n >= 0 and n not in missing]
       _write_frames(root / top / sub / clip,
                     [f"{prefix}{n}.jpg" for n in numbers], rng,
-                    face=face and clip not in faceless)
+                    face=face and clip not in faceless,
+                    small=clip in small_faces)
   return root
 
 

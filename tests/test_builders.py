@@ -284,7 +284,9 @@ def test_megc2019_composite_official_ground_truth(tmp_path):
   # A build made before the file was there is refused, not silently reused.
   with pytest.raises(DataError, match=r"(?s)no longer matches.*"
                      r"MEGC2019_ground_truth.csv: read now, but not when.*"
-                     r"Delete .*old.*megc2019_composite.*3class_64"):
+                     r"Rebuild it: python -m edmdbn_jax.datasets.build "
+                     r"megc2019_composite --config=3class_64_resized "
+                     r".*--overwrite"):
     _build("megc2019_composite", manual, tmp_path / "old", 3)
   _, ex, report = _build("megc2019_composite", manual, tmp_path / "d", 3)
   assert report["ground_truth"] == str(manual / "MEGC2019_ground_truth.csv")
@@ -351,7 +353,7 @@ def test_prepared_dataset_checked_against_the_manual_dir(tmp_path):
   with pytest.raises(DataError, match=r"(?s)no longer matches.*"
                      r"CASME2-coding-20140508.xlsx: read when it was built, "
                      r"but not now.*CASME2-coding-20190701.xlsx: read now.*"
-                     r"Delete .*casme2.*5class_64"):
+                     r"Rebuild it: .* casme2 --config=5class_64_resized"):
     _build("casme2", tmp_path / "moved", tmp_path / "d", 5)
   # Another frame source (the official crops gone, raw frames present).
   m3 = fabricate.fabricate_casme2(tmp_path / "m3", raw="noise")
@@ -360,6 +362,59 @@ def test_prepared_dataset_checked_against_the_manual_dir(tmp_path):
   with pytest.raises(DataError, match=r"casme2 frames: built from Cropped .*"
                      r"now CASME2_RAW_selected"):
     _build("casme2", tmp_path / "m3", tmp_path / "d3", 5, variant="")
+
+
+def test_prepared_dataset_refused_when_the_sheet_no_longer_parses(
+    tmp_path, monkeypatch):
+  manual = tmp_path / "m"
+  fabricate.fabricate_casme2(manual, sheets=("2014",))
+  # `--manual_dir=~/m` reaches Python with the ~ unexpanded.
+  monkeypatch.setenv("HOME", str(tmp_path))
+  _build("casme2", "~/m", tmp_path / "d", 5)
+  sheet = manual / "CASME2" / "CASME2-coding-20140508.xlsx"
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  wb = openpyxl.load_workbook(sheet)
+  wb.active["I2"] = "Tense"  # Not an emotion the builder knows.
+  wb.save(sheet)
+  # The edit is an input changed since the build: refused, not "could not
+  # check, using it as built".
+  with pytest.raises(DataError, match=r"(?s)cannot be checked against the "
+                     r"manual directory .*CASME2-coding-20140508.xlsx: its "
+                     r"contents have changed.*'Tense'.*leave out the manual "
+                     r"directory"):
+    _build("casme2", "~/m", tmp_path / "d", 5)
+
+
+def test_frames_supplied_after_the_build_make_it_stale(tmp_path):
+  manual = tmp_path / "m"
+  root = fabricate.fabricate_casme2(manual)
+  _, ex, report = _build("casme2", manual, tmp_path / "d", 5)
+  assert "casme2/sub05/EP07_01" in {s["clip"] for s in report["skipped"]}
+  # The skip reason says the offset frame is missing; the user supplies it.
+  folder = root / "Cropped" / "sub05" / "EP07_01"
+  shutil.copy(folder / "reg_img15.jpg", folder / "reg_img16.jpg")
+  with pytest.raises(DataError, match=r"(?s)no longer matches.*"
+                     r"casme2/sub05/EP07_01: its frame folder .*EP07_01 "
+                     r"lists other frames.*--overwrite"):
+    _build("casme2", manual, tmp_path / "d", 5)
+  # The build command says so too, rather than reusing the build silently,
+  # and --overwrite rebuilds it with the clip.
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  cmd = [sys.executable, "-m", "edmdbn_jax.datasets.build", "casme2",
+         "--config=5class_64_resized", f"--manual_dir={manual}",
+         f"--data_dir={tmp_path / 'd'}"]
+  stale = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         cwd=REPO)
+  assert stale.returncode == 2, stale.stderr
+  assert "EP07_01: its frame folder" in stale.stderr
+  assert "Traceback" not in stale.stderr
+  subprocess.run(cmd + ["--overwrite"], check=True, env=env, cwd=REPO)
+  again = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                         cwd=REPO, check=True)
+  assert "already built" in again.stderr and "matches" in again.stderr
+  _, rebuilt, report = _build("casme2", manual, tmp_path / "d", 5)
+  assert len(rebuilt) == len(ex) + 1
+  assert "casme2/sub05/EP07_01" not in {s["clip"] for s in report["skipped"]}
 
 
 def test_megc2019_without_ground_truth_says_so(trees, tmp_path):
@@ -489,6 +544,8 @@ def test_mmew_missing_folders_listed_together_and_dropped_clips_not_needed(
   root = fabricate.fabricate_mmew(tmp_path / "m")
   micro = root / "MMEW_Final" / "Micro_Expression"
   shutil.rmtree(micro / "anger" / "S03_ang_01")  # Not in the 5-class set.
+  # An AppleDouble file from a macOS archive: not a second family of frames.
+  (micro / "happiness" / "S01_hap_01" / "._3.jpg").write_bytes(b"\x00\x05")
   _, ex, _ = _build("mmew", tmp_path / "m", tmp_path / "d", 5)
   assert len(ex) == 5
   shutil.rmtree(micro / "happiness" / "S01_hap_01")
@@ -523,6 +580,30 @@ def test_clip_without_a_face_is_skipped_not_fatal(tmp_path, caplog):
             if r.levelno >= logging.WARNING]
   assert any("Skipped casme2/sub02/EP09_05" in m for m in warned)
   assert any("2 skipped" in m for m in warned)  # The summary line.
+
+
+def test_small_face_found_with_upsampling_and_bad_frame_skips_one_clip(
+    tmp_path):
+  root = fabricate.fabricate_casme2(tmp_path / "m", crops=False, raw="face",
+                                    small_faces=("EP12_01f",))
+  # A damaged frame inside one clip's range: that clip is skipped, naming
+  # the file, and the build goes on (it used to end the whole build).
+  bad = root / "CASME2_RAW_selected" / "sub02" / "EP02_01f" / "img7.jpg"
+  bad.write_bytes(b"not a jpeg")
+  _, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 3,
+                         variant="")
+  clips = _by_clip(ex)
+  assert ("casme2/sub04", "EP12_01f") in clips  # Found with upsampling.
+  assert ("casme2/sub02", "EP02_01f") not in clips
+  assert [r["clip"] for r in report["repaired"]
+          if r["rule"] == "face_found_with_upsampling"] == [
+              "casme2/sub04/EP12_01f"]
+  skipped = {s["clip"]: s["reason"] for s in report["skipped"]}
+  assert set(skipped) == {"casme2/sub02/EP02_01f", "casme2/sub05/EP07_01"}
+  reason = skipped["casme2/sub02/EP02_01f"]
+  assert str(bad) in reason and "cannot decode" in reason
+  assert ("python -m edmdbn_jax.datasets.build casme2 --config=3class_64 "
+          "--manual_dir=DIR") in reason and "--overwrite" in reason
 
 
 def test_no_clip_with_a_face_is_a_clear_error(tmp_path):

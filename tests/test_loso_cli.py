@@ -155,7 +155,7 @@ def test_loso_on_a_fabricated_casme2_tree(tmp_path):
   assert json.loads((work / "results.json").read_text())["aggregated"] == (
       res["aggregated"])
   # The 2019 sheet replaced by the 2014 one since the build: the prepared
-  # dataset is refused, naming what changed and the folder to delete.
+  # dataset is refused, naming what changed and how to rebuild.
   (manual / "CASME2" / "CASME2-coding-20190701.xlsx").unlink()
   fabricate.fabricate_casme2(manual, sheets=("2014",))
   changed = loso()
@@ -164,7 +164,8 @@ def test_loso_on_a_fabricated_casme2_tree(tmp_path):
   assert "CASME2-coding-20190701.xlsx: read when it was built" in (
       changed.stderr)
   assert "CASME2-coding-20140508.xlsx: read now" in changed.stderr
-  assert "Delete " in changed.stderr
+  assert ("Rebuild it: python -m edmdbn_jax.datasets.build casme2 "
+          "--config=5class_64 ") in changed.stderr
 
 
 def test_baseline_cli(data_dir):

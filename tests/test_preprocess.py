@@ -194,6 +194,12 @@ def test_frame_number_and_numeric_sort(tmp_path):
       _write(tmp_path / name, img)
   names = [p.name for p in pio.list_frames(str(tmp_path))]
   assert names == ["img2.png", "img10.JPG", "img100.jpg"]
+  # macOS archives' AppleDouble files are not frames (nor a second family
+  # of frames without a prefix, nor a duplicate frame number).
+  (tmp_path / "._img2.png").write_bytes(b"\x00\x05\x16\x07")
+  (tmp_path / "._3.jpg").write_bytes(b"\x00\x05\x16\x07")
+  assert [p.name for p in pio.list_frames(str(tmp_path))] == names
+  assert not pio.is_image(tmp_path / "._img2.png")
 
 
 def test_missing_frames(tmp_path):
@@ -344,7 +350,8 @@ def test_cli_tree_with_a_failing_clip(tmp_path, head):
   assert np.array(entry["affine"]).shape == (2, 3)
   x0, y0, x1, y1 = entry["crop_box"]
   assert 0 <= x0 < x1 <= 224 and 0 <= y0 < y1 <= 224
-  assert "no face" in report["clips"]["sub01/blank"]["reason"]
+  reason = report["clips"]["sub01/blank"]["reason"]
+  assert "no face" in reason and "The frame searched: img1.jpg" in reason
   assert (out / "failures.txt").read_text().startswith("sub01/blank\t")
   # --allow_failures: same report, exit 0.
   res = _cli(f"--input={src}", f"--output={out}", "--image_size=48",

@@ -58,7 +58,9 @@ def get_builder(name: str, *, num_classes: int, image_size: int,
   data_dir = resolve_data_dir(data_dir)
   builder = cls(config=cfg, data_dir=data_dir, file_format="array_record",
                 **builder_kwargs)
-  return builder, manual_dir
+  # `--manual_dir=~/data` reaches Python unexpanded (the shell expands ~
+  # only at the start of a word).
+  return builder, os.path.expanduser(manual_dir) if manual_dir else manual_dir
 
 
 def load(name: str, *, num_classes: int, image_size: int,

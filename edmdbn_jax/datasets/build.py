@@ -11,6 +11,8 @@ installed; this module needs only tensorflow-datasets. The build report
 (`build_report.json`, also logged) lands beside the record files.
 """
 
+import os
+import sys
 from typing import Sequence
 
 from absl import app
@@ -19,6 +21,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from edmdbn_jax import datasets
+from edmdbn_jax import errors
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Builder config, e.g. '5class_224' or '3class_64_aligned'.",
@@ -42,13 +45,31 @@ def main(argv: Sequence[str]) -> None:
   if _CONFIG.value not in known:
     raise app.UsageError(
         f"{argv[1]} has no config {_CONFIG.value!r}; choose from {known}.")
+  manual_dir = (os.path.expanduser(_MANUAL_DIR.value) if _MANUAL_DIR.value
+                else None)
   builder = cls(config=_CONFIG.value,
                 data_dir=datasets.resolve_data_dir(_DATA_DIR.value),
                 file_format="array_record")
-  mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if _OVERWRITE.value
-          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=_MANUAL_DIR.value, download_mode=mode))
+  try:
+    if builder.is_prepared() and not _OVERWRITE.value:
+      # tfds would reuse it silently, whatever changed in the manual
+      # directory since (a frame supplied for a skipped clip, say).
+      if manual_dir and hasattr(builder, "check_build"):
+        builder.check_build(manual_dir)
+      print(f"{builder.info.full_name} is already built at "
+            f"{builder.data_dir}"
+            + (" and matches the manual directory" if manual_dir else "")
+            + "; --overwrite rebuilds it.", file=sys.stderr)
+    else:
+      mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+              if _OVERWRITE.value
+              else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(
+              manual_dir=manual_dir, download_mode=mode))
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   logging.info("Built %s at %s", builder.info.full_name, builder.data_dir)
   print(builder.data_dir)
 

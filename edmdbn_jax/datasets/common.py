@@ -52,6 +52,7 @@ import collections
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
@@ -567,6 +568,11 @@ class BuildReport:
   # directory still matches its build.
   inputs: dict[str, str] = dataclasses.field(default_factory=dict)
   manual_dir: Optional[str] = None
+  # Clip key -> `listing_digest` of its frame folder, for every labelled
+  # clip (kept or skipped): frames added to, removed from or renamed in a
+  # clip's folder since the build (a missing frame supplied, say) make the
+  # build stale too.
+  frame_listings: dict[str, str] = dataclasses.field(default_factory=dict)
 
   def record_input(self, path: epath.PathLike):
     """Records an annotation file the clip list or labels came from."""
@@ -616,6 +622,7 @@ class BuildReport:
         "frame_sources": self.frame_sources,
         "manual_dir": self.manual_dir,
         "inputs": self.inputs,
+        "frame_listings": dict(sorted(self.frame_listings.items())),
         "excluded_by_class_set": dict(sorted(collections.Counter(
             canonical_emotion(e["emotion"]) for e in self.excluded
             if e["reason"] == CLASS_SET_REASON).items())),
@@ -662,6 +669,13 @@ class BuildReport:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(self.to_dict(), indent=1))
     return path
+
+
+def listing_digest(available: Mapping[int, epath.Path]) -> str:
+  """sha256 of a clip folder's frame numbers and file names (not contents:
+  listing a tree is cheap, reading every frame is not)."""
+  text = "\n".join(f"{n}\t{p.name}" for n, p in sorted(available.items()))
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_report(builder) -> dict[str, Any]:
@@ -849,41 +863,63 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
   def check_build(self, manual_dir: Optional[epath.PathLike]):
     """Refuses a prepared dataset that no longer matches `manual_dir`.
 
-    Called by `datasets.load`. tfds reuses a prepared dataset whatever the
-    manual directory holds now, so an annotation file added, removed or
-    edited since the build (a corrected sheet, the other CASME II sheet,
-    the MEGC2019 ground-truth list), or a frame source that changed, would
-    be silently ignored. The clip list is worked out again (annotations and
-    folder names only, no frame is read) and compared with the build's
-    report.
+    Called by `datasets.load` and the build command. tfds reuses a prepared
+    dataset whatever the manual directory holds now, so an annotation file
+    added, removed or edited since the build (a corrected sheet, the other
+    CASME II sheet, the MEGC2019 ground-truth list), a frame source that
+    changed, or frames added to or removed from a clip's folder (a missing
+    frame supplied after the build skipped its clip) would be silently
+    ignored. The annotation files read at the build are hashed again first;
+    then the clip list is worked out again and every labelled clip's folder
+    listed (annotations and file names only, no frame is read) and compared
+    with the build's report. A manual directory that no longer yields a
+    clip list is refused too: the build cannot be checked against it.
 
     Raises:
-      DataError: listing what changed and the folder to delete.
+      DataError: listing what changed and how to rebuild.
     """
     built = read_report(self)
     if "inputs" not in built:
       return  # Built before inputs were recorded: nothing to compare.
-    now = BuildReport(self.name, self.builder_config.name,
-                      manual_dir=str(epath.Path(manual_dir)))
-    try:
-      self.find_clips(epath.Path(manual_dir), now)
-    except DataError as e:
+    manual = epath.Path(os.path.expanduser(os.fspath(manual_dir)))
+    if not manual.exists():
       logging.warning(
-          "Could not check the prepared dataset %s against %s (%s); using "
-          "it as built.", self.data_dir, manual_dir,
-          str(e).splitlines()[0])
+          "The manual directory %s does not exist, so the prepared dataset "
+          "%s (built from %s) cannot be checked against it; using it as "
+          "built. Leave out the manual directory to use a build without "
+          "its source files.", manual, self.data_dir, built.get("manual_dir"))
       return
-    changes = []
-    for path in sorted(set(built["inputs"]) | set(now.inputs)):
-      old, new = built["inputs"].get(path), now.inputs.get(path)
-      if old is None:
-        changes.append(f"{path}: read now, but not when it was built (added "
-                       "since, or it now takes precedence)")
-      elif new is None:
-        changes.append(f"{path}: read when it was built, but not now "
-                       "(removed, or another file now takes precedence)")
-      elif old != new:
-        changes.append(f"{path}: its contents have changed since the build")
+    changes, flagged = [], set()
+    for key, digest in sorted(built["inputs"].items()):
+      path = epath.Path(key) if os.path.isabs(key) else manual / key
+      if not path.exists():
+        changes.append(f"{key}: read when it was built, but not now (removed "
+                       "since)")
+      elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        changes.append(f"{key}: its contents have changed since the build")
+      else:
+        continue
+      flagged.add(key)
+    now = BuildReport(self.name, self.builder_config.name,
+                      manual_dir=str(manual))
+    try:
+      records = self.find_clips(manual, now)
+      check_unique(records)
+      listings = list_clip_frames(records)
+    except DataError as e:
+      listed = "".join(f"\n  {c}" for c in changes)
+      raise DataError(
+          f"The prepared dataset at {self.data_dir} cannot be checked "
+          f"against the manual directory {manual}, which no longer yields "
+          f"the clip list:{listed}\n{e}\nFix the manual directory and "
+          f"rebuild ({self.rebuild_command(str(manual))}), or leave out the "
+          "manual directory to use the build as it is.") from e
+    for key in sorted(set(built["inputs"]) - set(now.inputs) - flagged):
+      changes.append(f"{key}: read when it was built, but not now (another "
+                     "file now takes precedence)")
+    for key in sorted(set(now.inputs) - set(built["inputs"])):
+      changes.append(f"{key}: read now, but not when it was built (added "
+                     "since, or it now takes precedence)")
     def source(sources, ds, root):
       text = sources.get(ds)
       return text.replace(root, "<manual_dir>") if text and root else text
@@ -892,13 +928,34 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       new = source(now.frame_sources, ds, now.manual_dir)
       if old != new:
         changes.append(f"{ds} frames: built from {old}, now {new}")
+    if "frame_listings" in built:  # Builds before 2026-12-02 lack them.
+      old_listings = built["frame_listings"]
+      where = {r.key: r.frame_dir for r in records}
+      for label, keys in (
+          ("labelled now, not at the build",
+           sorted(set(listings) - set(old_listings))),
+          ("labelled at the build, not now",
+           sorted(set(old_listings) - set(listings)))):
+        if keys:
+          changes.append(f"{len(keys)} clip(s) {label}: {', '.join(keys[:5])}"
+                         f"{' ...' if len(keys) > 5 else ''}")
+      differ = sorted(k for k in set(old_listings) & set(listings)
+                      if old_listings[k] != listing_digest(listings[k]))
+      for k in differ[:10]:
+        changes.append(f"{k}: its frame folder {where[k]} lists other "
+                       "frames than at the build (frames added, removed or "
+                       "renamed)")
+      if len(differ) > 10:
+        changes.append(f"... and {len(differ) - 10} more clips whose frame "
+                       "folders changed")
     if changes:
       listed = "\n  ".join(changes)
       raise DataError(
           f"The prepared dataset at {self.data_dir} no longer matches the "
-          f"manual directory {manual_dir}:\n  {listed}\nDelete "
-          f"{epath.Path(self.data_dir).parent} and build again (or pass "
-          "another --data_dir).")
+          f"manual directory {manual}:\n  {listed}\nRebuild it: "
+          f"{self.rebuild_command(str(manual))} (or delete "
+          f"{epath.Path(self.data_dir).parent}, or pass another --data_dir)."
+      )
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
@@ -923,7 +980,15 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     records = self.find_clips(manual, report)
     check_unique(records)
     listings = list_clip_frames(records)
+    report.frame_listings = {k: listing_digest(v) for k, v in listings.items()}
     return {"train": self._generate_examples(records, report, listings)}
+
+  def rebuild_command(self, manual_dir: Optional[str] = None) -> str:
+    """The command that rebuilds this config from scratch."""
+    return (f"python -m edmdbn_jax.datasets.build {self.name} "
+            f"--config={self.builder_config.name} "
+            f"--manual_dir={manual_dir or 'DIR'} "
+            f"--data_dir={self.data_dir_root} --overwrite")
 
   def finish_report(self, report: BuildReport):
     """Adds builder-specific findings once every clip was resolved (the
@@ -949,6 +1014,13 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     if listings is None:
       listings = list_clip_frames(records)
     preprocessors = {}
+
+    def preprocessor(align, upsample):
+      if (align, upsample) not in preprocessors:
+        preprocessors[align, upsample] = FacePreprocessor(
+            image_size=cfg.image_size, align=align, upsample=upsample)
+      return preprocessors[align, upsample]
+
     for rec in tqdm(records, desc=f"{self.name} {cfg.name}", unit="clip"):
       if rec.label is None:
         report.exclude(rec)
@@ -957,16 +1029,31 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       resolved = resolve_keyframes(rec, available, report)
       if resolved is None:
         continue
-      if rec.align not in preprocessors:
-        preprocessors[rec.align] = FacePreprocessor(
-            image_size=cfg.image_size, align=rec.align)
+      onset_file = available[resolved[0][0]]
       try:
-        example = make_example(rec, available, *resolved,
-                               preprocessor=preprocessors[rec.align],
-                               max_frames=cfg.max_frames)
-      except NoFaceError as e:
-        onset_file = available[resolved[0][0]]
-        report.skip(rec, no_face_reason(onset_file, e))
+        try:
+          example = make_example(rec, available, *resolved,
+                                 preprocessor=preprocessor(rec.align, 0),
+                                 max_frames=cfg.max_frames)
+        except NoFaceError:
+          # dlib's detector misses faces under about 80 px at its native
+          # scale; one upsampling pass finds them (slower, so only here).
+          example = make_example(rec, available, *resolved,
+                                 preprocessor=preprocessor(rec.align, 1),
+                                 max_frames=cfg.max_frames)
+          report.repair(rec, "face_found_with_upsampling",
+                        f"no face found in the onset frame {onset_file} at "
+                        "the detector's native scale; found with one "
+                        "upsampling pass (a small face: check the crop)")
+      except NoFaceError:
+        report.skip(rec, no_face_reason(onset_file))
+        continue
+      except DataError as e:
+        # One bad clip (an undecodable frame, frames of two sizes) must not
+        # end a build of hundreds after hours of alignment: skipped, with
+        # the file and the fix, and listed in the report.
+        report.skip(rec, f"{e} Fix it, then rebuild: "
+                    f"{self.rebuild_command()}.")
         continue
       report.keep(rec)
       yield rec.key, example
@@ -987,15 +1074,17 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     report.write(self.data_path)
 
 
-def no_face_reason(onset_file: epath.Path, error: Exception) -> str:
+def no_face_reason(onset_file: epath.Path) -> str:
   """The report's reason for a clip skipped because no face was found."""
   return (
-      f"no face found in the onset frame {onset_file}, so the clip cannot be "
-      "face-aligned. The frames must show one roughly frontal face; check "
-      "that file, or build the dataset's official-crops variant (the default "
-      "config where the dataset ships crops, e.g. CASME II `Cropped`, SMIC "
-      "`reg_image*`) if it has one, or a '_resized' config if your frames "
-      f"are already face crops (e.g. SAMM, MMEW cropped by you). ({error})")
+      f"no face found in the onset frame {onset_file} (dlib's detector, at "
+      "its native scale and with one upsampling pass for small faces), so "
+      "the clip cannot be face-aligned. The frames must show one roughly "
+      "frontal face; check that file, or build the dataset's official-crops "
+      "variant (the default config where the dataset ships crops, e.g. CASME "
+      "II `Cropped`, SMIC `reg_image*`) if it has one, or a '_resized' config "
+      "if your frames are already face crops (e.g. SAMM, MMEW cropped by "
+      "you).")
 
 
 def list_clip_frames(records: Sequence[ClipRecord]

@@ -124,8 +124,9 @@ def landmarks(image: np.ndarray, upsample: int = 0,
   faces = detect_faces(image, upsample)
   if not faces:
     raise errors.NoFaceError(
-        f"{clip}: no face found in the onset frame "
-        f"({image.shape[1]}x{image.shape[0]} px, upsample={upsample}); try "
+        f"{clip}: no face found in the frame the alignment is estimated on "
+        f"(the clip's first; {image.shape[1]}x{image.shape[0]} px, "
+        f"upsample={upsample}); try "
         f"upsample={upsample + 1} for small faces, or check the frames "
         "(a face must be visible and roughly frontal).")
   if len(faces) > 1 and face_rule == "error":

@@ -28,8 +28,16 @@ def _path(path: PathLike) -> pathlib.Path:
 
 
 def is_image(path: PathLike) -> bool:
-  """Whether the file name has one of IMAGE_SUFFIXES (case-insensitive)."""
-  return _path(path).suffix.lower() in IMAGE_SUFFIXES
+  """Whether the file name has one of IMAGE_SUFFIXES (case-insensitive) and
+  is not hidden.
+
+  Hidden names are never frames: archives made on macOS carry an AppleDouble
+  `._<name>` beside every file (`._img46.jpg`, a few hundred bytes of
+  metadata), which would otherwise pass for a second family of frames or a
+  duplicate frame number.
+  """
+  p = _path(path)
+  return not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
 
 
 def frame_number(path: PathLike) -> int:
