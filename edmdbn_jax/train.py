@@ -668,6 +668,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # run directory behind).
   check_workdir(config, workdir)
   todo = [f for f in folds if load_fold_result(workdir, f) is None]
+  # Finished folds trained on other data are refused now, not after the
+  # remaining folds have trained (scoring would refuse them then).
+  pending = {f.name for f in todo}
+  done = [f for f in folds if f.name not in pending]
+  check_fold_data(workdir, done, [load_fold_result(workdir, f) for f in done],
+                  clips)
   logging.info("%d folds, %d already finished, %d to train.", len(folds),
                len(folds) - len(todo), len(todo))
 
@@ -767,6 +773,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   # saves only steps past its latest), and training is deterministic per
   # (seed, fold, epoch, step), so what it holds is what it would have
   # written.
+  fingerprints = [data_fingerprints(f, clips) for f in group]
   held = [set(m.all_steps()) for m in managers]
   common = set.intersection(*held) if held else set()
   if any(held) and not common:
@@ -783,6 +790,13 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
       r = m.restore(start, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract),
           history=ocp.args.JsonRestore()))
+      try:
+        check_resume_data(m.directory, group[i], r["history"],
+                          fingerprints[i], clips)
+      except errors.DataError:
+        for mgr in managers:
+          mgr.close()
+        raise
       restored.append(r["state"])
       histories[i] = r["history"]["history"]
     restored += [restored[0]] * (nf - n_real)
@@ -847,7 +861,8 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
         mgr.save(done, args=ocp.args.Composite(
             state=ocp.args.StandardSave(one),
             # A copy: later epochs append to the list during the write.
-            history=ocp.args.JsonSave({"history": list(histories[i])})))
+            history=ocp.args.JsonSave({"history": list(histories[i]),
+                                       **fingerprints[i]})))
       bar.epoch_done(group, done, histories)
   except BaseException:
     # Interrupted (Ctrl-C, an error): let the checkpoints already being
@@ -876,6 +891,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
               # What the stored logits are of: checked when scoring.
               "test_clips": [str(c) for c in clips.clips[f.test_idx]],
               "test_labels": [int(l) for l in clips.labels[f.test_idx]],
+              "heldout_fingerprint": heldout_fingerprint(f, clips),
               "history": histories[i]}
     write_json(os.path.join(fold_dir(workdir, f), "result.json"), result)
     mgr.close()
@@ -967,6 +983,41 @@ def train_fingerprint(fold, clips) -> str:
   return h.hexdigest()
 
 
+def heldout_fingerprint(fold, clips) -> str:
+  """A digest of the fold's held-out clips, labels and frames, in order (the
+  order of the stored logits)."""
+  digests = _clip_digests(clips)
+  h = hashlib.sha256()
+  for i in fold.test_idx.tolist():
+    h.update(digests[i].encode())
+  return h.hexdigest()
+
+
+def data_fingerprints(fold, clips) -> Dict[str, str]:
+  """What a fold's resume state records of the data it was trained on."""
+  return {"train_fingerprint": train_fingerprint(fold, clips),
+          "heldout_fingerprint": heldout_fingerprint(fold, clips)}
+
+
+def check_resume_data(directory, fold, saved, now, clips):
+  """Refuses to resume a fold from state saved while training (or
+  evaluating) on other clips or frames than `clips` gives it now: its
+  earlier epochs would be of the old data and its result.json of the new.
+  State saved before 2026-12-02 records no fingerprints and is resumed."""
+  changed = [what for key, what in (("train_fingerprint", "training"),
+                                    ("heldout_fingerprint", "held-out"))
+             if saved.get(key) not in (None, now[key])]
+  if changed:
+    raise errors.DataError(
+        f"The resume state in {directory} was saved while fold "
+        f"{fold.subject} trained on other {' and '.join(changed)} clips (or "
+        f"frames) than {clips.name} gives it now: the dataset was rebuilt "
+        "or another build was loaded. Resuming would mix the two. Delete "
+        f"{os.path.dirname(str(directory))} to train the fold again on this "
+        "data, use a fresh --workdir, or load the build the run was made "
+        "with (--data_dir).")
+
+
 def check_fold_training(workdir, fold, stored, clips):
   """Refuses to score a fold trained on other training clips (or frames)
   than `clips` gives it now."""
@@ -988,6 +1039,14 @@ def check_fold_clips(workdir, fold, stored, clips):
   now_clips = [str(c) for c in clips.clips[fold.test_idx]]
   now_labels = [int(l) for l in clips.labels[fold.test_idx]]
   if stored["test_clips"] == now_clips and stored["test_labels"] == now_labels:
+    if stored.get("heldout_fingerprint") not in (
+        None, heldout_fingerprint(fold, clips)):
+      raise errors.DataError(
+          f"{os.path.join(fold_dir(workdir, fold), 'result.json')} was "
+          f"evaluated on other frames of subject {fold.subject}'s clips than "
+          f"{clips.name} holds now (same clip names and labels). The dataset "
+          "was rebuilt or another build was loaded: score it with a fresh "
+          "--workdir, or load the build the run was made with (--data_dir).")
     return
   was = dict(zip(stored["test_clips"], stored["test_labels"]))
   now = dict(zip(now_clips, now_labels))
@@ -1005,16 +1064,22 @@ def check_fold_clips(workdir, fold, stored, clips):
       "the build the run was made with (--data_dir).")
 
 
+def check_fold_data(workdir, folds, stored, clips):
+  """Refuses finished folds (their result.json `stored`) trained or
+  evaluated on other data than `clips`. Held-out clips first: their errors
+  name the clip that changed."""
+  for f, st in zip(folds, stored):
+    check_fold_clips(workdir, f, st, clips)
+  for f, st in zip(folds, stored):
+    check_fold_training(workdir, f, st, clips)
+
+
 def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   """Scores `folds` under every selection; writes the headline's reports."""
   k = int(config.model.num_classes)
   selection = config.train.selection
   stored = [load_fold_result(workdir, f) for f in folds]
-  # Held-out clips first: their errors name the clip that changed.
-  for f, st in zip(folds, stored):
-    check_fold_clips(workdir, f, st, clips)
-  for f, st in zip(folds, stored):
-    check_fold_training(workdir, f, st, clips)
+  check_fold_data(workdir, folds, stored, clips)
   histories = [st["history"] for st in stored]
   total = len(clips.subject_list())
   results, frs = {}, {}

@@ -437,6 +437,53 @@ def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
 
 
 
+def test_resume_refused_when_the_data_changed(clips, tmp_path, monkeypatch):
+  """Resume state records the data it was trained on: a fold half-trained on
+  one build is not finished on another (its result.json would carry the new
+  build's fingerprint, so scoring could not tell)."""
+  cfg = tiny_config(epochs=3)
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    if epoch == 2:  # fold fake/s0 saved its epoch 2; no fold finished
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", original)
+
+  def changed(subject):
+    out = input_pipeline.Clips(**{**clips.__dict__,
+                                  "frames": clips.frames.copy()})
+    i = np.flatnonzero(out.subjects == subject)[0]
+    out.frames[i] = 255 - out.frames[i]
+    return out
+
+  with pytest.raises(errors.DataError, match=(
+      r"resume state in .*fake_s0.*train_state was saved while fold fake/s0 "
+      r"trained on other training clips.*Delete .*folds/fake_s0")):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=changed(
+        "fake/s2"))
+  with pytest.raises(errors.DataError, match=r"other held-out clips"):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=changed(
+        "fake/s0"))
+  # The data it was trained on: resumed, and finished folds record what
+  # they were evaluated on, so a finished fold is refused before any other
+  # fold trains.
+  train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=clips)
+  stored = json.loads((tmp_path / "cut" / "folds" / "fake_s0" /
+                       "result.json").read_text())
+  assert stored["heldout_fingerprint"] == train.heldout_fingerprint(
+      train.plan_folds(cfg, clips)[0], clips)
+  with pytest.raises(errors.DataError, match=(
+      r"fake_s0.*result.json was evaluated on other frames of subject "
+      r"fake/s0's clips")):
+    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=changed(
+        "fake/s0"))
+
+
 def test_folds_of_unequal_size_compile_the_steps_once(tmp_path, monkeypatch):
   """Subjects of 2, 5 and 17 clips: folds of 6, 5 and 2 steps per epoch and
   test subjects of 1 to 3 eval batches (of 8) share one train and one eval shape;
@@ -644,14 +691,24 @@ def test_a_fold_subset_adds_to_a_run_and_scores_are_checked(clips, tmp_path):
   with pytest.raises(errors.DataError,
                      match=rf"{relabelled.clips[first]}: label"):
     train.train_and_evaluate(cfg, work, clips=relabelled)
-  # Same held-out clips, but a training clip's frames changed (a rebuilt
-  # dataset): the folds that trained on it are refused.
+  # Same clip names and labels, but one clip's frames changed (a rebuilt
+  # dataset): the fold that held it out is refused, and (checked second) so
+  # are the folds that trained on it.
   rebuilt = input_pipeline.Clips(**{**clips.__dict__,
                                     "frames": clips.frames.copy()})
   rebuilt.frames[first] = 255 - rebuilt.frames[first]
+  with pytest.raises(errors.DataError, match=r"fake_s1.*evaluated on other "
+                     r"frames of subject fake/s1's clips"):
+    train.train_and_evaluate(cfg, work, clips=rebuilt)
+  s1 = tmp_path / "run" / "folds" / "fake_s1" / "result.json"
+  kept = s1.read_text()
+  older = json.loads(kept)
+  del older["heldout_fingerprint"]  # as runs before 2026-12-02 wrote it
+  s1.write_text(json.dumps(older))
   with pytest.raises(errors.DataError,
                      match=r"fake_s0.*trained on other training clips"):
     train.train_and_evaluate(cfg, work, clips=rebuilt)
+  s1.write_text(kept)
   # The headline selection may change: both come from the same training.
   best = train.train_and_evaluate(
       tiny_config(epochs=1, warmup_epochs=0, fold_parallel="3",
