@@ -85,6 +85,33 @@ def run(clips, grid=16, l2=1e-2, steps=500):
                     "regression)")
 
 
+def describe(res, clips, dataset: str) -> str:
+  """The printed summary of `run`'s result, each score with its protocol."""
+  a = res["aggregated"]
+  n_subjects = len(clips.subject_list())
+  chance = 1.0 / len(clips.class_names)
+  lines = [
+      f"Pixel-difference baseline on {dataset} ({len(clips)} clips, "
+      f"{n_subjects} subjects): LOSO, aggregated over folds, fixed budget: "
+      f"UF1 {a['uf1']:.3f}, UAR {a['uar']:.3f}, accuracy {a['accuracy']:.3f} "
+      f"(UAR of a constant or random guess: {chance:.3f})"]
+  ci = a["interval"]
+  if ci:
+    lines.append(
+        f"  {100 * ci['level']:g}% percentile bootstrap over the {n_subjects} "
+        f"subjects: UF1 {ci['uf1'][0]:.3f} to {ci['uf1'][1]:.3f}, UAR "
+        f"{ci['uar'][0]:.3f} to {ci['uar'][1]:.3f}")
+  else:
+    lines.append(
+        f"  no subject-bootstrap interval ({n_subjects} subjects; it needs "
+        f"{metrics.MIN_BOOTSTRAP_SUBJECTS} or more, and resamples holding "
+        "every class)")
+  for rule, sc in res["per_fold_mean"].items():
+    lines.append(f"  per-fold mean (absent classes: {rule}): UF1 "
+                 f"{sc['uf1']:.3f}")
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   try:
@@ -96,19 +123,7 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   res = run(clips, FLAGS.grid, FLAGS.l2, FLAGS.steps)
-  a = res["aggregated"]
-  chance = 1.0 / len(clips.class_names)
-  print(f"Pixel-difference baseline on {FLAGS.dataset} "
-        f"({len(clips)} clips, {len(clips.subject_list())} subjects): "
-        f"LOSO, aggregated over folds, fixed budget: UF1 {a['uf1']:.3f}, "
-        f"UAR {a['uar']:.3f}, accuracy {a['accuracy']:.3f} (UAR of a "
-        f"constant or random guess: {chance:.3f})")
-  ci = a["interval"]
-  print(f"  {100 * ci['level']:g}% percentile bootstrap over the "
-        f"{len(clips.subject_list())} subjects: UF1 {ci['uf1'][0]:.3f} to "
-        f"{ci['uf1'][1]:.3f}, UAR {ci['uar'][0]:.3f} to {ci['uar'][1]:.3f}")
-  for rule, sc in res["per_fold_mean"].items():
-    print(f"  per-fold mean (absent classes: {rule}): UF1 {sc['uf1']:.3f}")
+  print(describe(res, clips, FLAGS.dataset))
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(res, f, indent=2)

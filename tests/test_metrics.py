@@ -165,6 +165,9 @@ def test_reports_label_their_protocol(tmp_path):
     log = (out / "megc_log.txt").read_text().splitlines()
     assert log[1].split("\t")[:5] == ["d", "s1", "s1_0", "0", "0"]
     assert log[1].split("\t")[-2:] == [sel, "complete"]
+    # SAMM subjects as the official ground truth writes them.
+    assert report.megc_subject("samm", "samm/006") == "6"
+    assert report.megc_subject("casme2", "casme2/sub01") == "sub01"
     corner = (out / "confusion.csv").read_text().splitlines()[0]
     assert report.selection_label(sel) in corner
     assert "PARTIAL" not in corner
@@ -264,3 +267,11 @@ def test_pixel_difference_baseline_learns_the_bright_corner():
   assert res["aggregated"]["uf1"] == 1.0
   assert res["aggregated"]["interval"]["uf1"] == [1.0, 1.0]
   assert set(res["per_fold_mean"]) == set(metrics.ABSENT_RULES)
+  assert "95% percentile bootstrap over the 4 subjects: UF1 1.000" in (
+      baseline.describe(res, clips, "fake"))
+  # Two subjects: no interval, and the summary says why (it used to raise).
+  two = fake_clips(n_subjects=2, per_subject=6)
+  res = baseline.run(two, grid=4, steps=50)
+  assert res["aggregated"]["interval"] is None
+  assert "no subject-bootstrap interval (2 subjects; it needs 3" in (
+      baseline.describe(res, two, "fake"))

@@ -345,6 +345,7 @@ def _check_compare(tmp_path):
     assert lo <= seq["selections"][sel]["uf1"] <= hi
   md = compare.markdown(res)
   assert "train.seed=1" in md and "SELECTED ON TEST DATA" in md
+  assert "per-fold mean UF1 (absent classes: skip)" in md
   # Grouped by seed: seq and par are replicates (one config and seed), not
   # two seeds.
   with pytest.raises(errors.ConfigError, match="replicates, not seeds"):

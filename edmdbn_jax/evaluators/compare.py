@@ -318,7 +318,7 @@ def markdown(result: Dict[str, Any]) -> str:
     if sel != "fixed":
       lines += ["**" + metrics.SELECTION_NOTES[sel] + ".**", ""]
     lines += [f"| run | differs from the reference in | UF1 ({pct} interval) "
-              "| UAR | accuracy | per-fold mean UF1 | delta UF1 "
+              "| UAR | accuracy | per-fold mean UF1 (absent classes: skip) | delta UF1 "
               f"({pct} interval) | better / equal / worse |",
               "|---|---|---|---|---|---|---|---|"]
     for i, row in enumerate(result["runs"]):

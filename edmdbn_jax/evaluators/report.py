@@ -247,6 +247,15 @@ def write_curves(histories, fold_results_by_selection, num_classes: int,
   return curves
 
 
+def megc_subject(dataset: str, subject: str) -> str:
+  """A subject as the official MEGC2019 ground truth names it: without the
+  '<dataset>/' prefix, SAMM's without zero padding ('samm/006' -> '6')."""
+  subj = subject.split("/", 1)[-1]
+  if dataset == "samm" and subj.isdigit():
+    return str(int(subj))
+  return subj
+
+
 def megc_prediction_log(fold_results, class_names, path, selection,
                         complete=True):
   """One line per clip: `dataset subject clip true_code pred_code true pred
@@ -254,7 +263,9 @@ def megc_prediction_log(fold_results, class_names, path, selection,
 
   Codes are class indices (for the 3-class composite: 0 negative, 1
   positive, 2 surprise, the MEGC ground-truth codes). Subjects are written
-  without the '<dataset>/' prefix, fields tab-separated, with a header line;
+  without the '<dataset>/' prefix, and SAMM's unpadded as the official
+  MEGC2019 ground truth writes them (`6`, not `006`; `megc_subject`), fields
+  tab-separated, with a header line;
   `selection` says which epoch's predictions these are (fixed: the last;
   test_best, released: chosen on the test subject); `loso` is 'complete'
   when every subject was held out, else 'partial'.
@@ -263,8 +274,8 @@ def megc_prediction_log(fold_results, class_names, path, selection,
     f.write("dataset\tsubject\tclip\ttrue\tpredicted\ttrue_label\t"
             "predicted_label\tselection\tloso\n")
     for fr in fold_results:
-      subj = fr.subject.split("/", 1)[-1]
       for clip, src, t, p in zip(fr.clips, fr.datasets, fr.labels, fr.preds):
+        subj = megc_subject(src, fr.subject)
         f.write(f"{src}\t{subj}\t{clip}\t{int(t)}\t{int(p)}\t"
                 f"{class_names[int(t)]}\t{class_names[int(p)]}\t"
                 f"{selection}\t{'complete' if complete else 'partial'}\n")
