@@ -99,7 +99,20 @@ def _restore_meta(mgr, directory: str):
   """(step, meta) of the latest step of an open manager."""
   step = mgr.latest_step()
   if step is None:
-    raise errors.CheckpointError(f"{directory} holds no checkpoint steps.")
+    # The likeliest mistake: a run or fold directory instead of its model.
+    models = [os.path.join(directory, "final_model"),
+              os.path.join(directory, "model")]
+    folds = os.path.join(directory, "folds")
+    if os.path.isdir(folds):
+      models += [os.path.join(folds, f, "model")
+                 for f in sorted(os.listdir(folds))]
+    models = [m for m in models if os.path.isdir(m)]
+    hint = ""
+    if models:
+      hint = (" It holds model directories; pass one of these: "
+              + ", ".join(models[:5]) + (" ..." if len(models) > 5 else ""))
+    raise errors.CheckpointError(
+        f"{directory} holds no checkpoint steps.{hint}")
   try:
     restored = mgr.restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))

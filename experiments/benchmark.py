@@ -220,13 +220,22 @@ def bench_loso(cfg, clips):
           "uf1_aggregated_fixed": agg["uf1"], "uar_aggregated_fixed": agg["uar"]}
 
 
-def bench_torch(config, dtype, result):
-  """PyTorch timings and the JAX / PyTorch ratios at the matching dtype."""
+def bench_torch(config, dtype, result, jax_in_this_process=True):
+  """PyTorch timings and the JAX / PyTorch ratios at the matching dtype.
+
+  `jax_in_this_process`: whether the JAX figures the ratios use were
+  measured by this process (else they come from the stored row, and the
+  ratio says so with their date: another process, possibly other load).
+  """
   from edmdbn_jax.interop import torch_model  # pylint: disable=g-import-not-at-top
   cfg = config.copy_and_resolve_references()
   cfg.model.entire_patch_embed = "3d"  # the released layout
   tt = torch_model.benchmark(cfg, blocks=FLAGS.torch_blocks,
+                             steps=FLAGS.steps,
                              compile_model=FLAGS.torch_compile)
+  tt["jax_figures"] = ("same process" if jax_in_this_process else
+                       "stored row of "
+                       f"{result.get('measured', {}).get('train', 'unknown date')}")
   tag = "amp" if dtype == "bfloat16" else "fp32"
   tt["compared_with"] = tag
   ref = tt[f"train_{tag}_clip_steps_per_s"]
@@ -304,9 +313,11 @@ def _torch_cells(r):
   train = (f"{tt['train_fp32_clip_steps_per_s']:.1f} / "
            f"{tt['train_amp_clip_steps_per_s']:.1f} ({how})")
   infer = f"{1e3 * tt['infer_b1_s_fp32']:.2f} / {1e3 * tt['infer_b1_s_amp']:.2f}"
+  stored = tt.get("jax_figures", "same process") != "same process"
   ratio = (f"{tt['jax_1fold_over_torch_train']:.2f}x / "
            f"{tt['jax_folds_over_torch_train']:.2f}x "
-           f"(vs {'bf16' if tt['compared_with'] == 'amp' else 'fp32'})")
+           f"(vs {'bf16' if tt['compared_with'] == 'amp' else 'fp32'}"
+           f"{'; JAX figures from the ' + tt['jax_figures'] if stored else ''})")
   return [train, ratio, infer]
 
 
@@ -391,6 +402,11 @@ def write_table(out_dir):
 SECTIONS = ("train", "infer", "torch", "loso")
 
 
+# The result key each section writes (its presence: the section has run).
+_SECTION_KEYS = {"train": "train_folds", "infer": "infer_b1", "torch": "torch",
+                 "loso": "loso"}
+
+
 def _sections():
   chosen = [x for x in FLAGS.sections.split(",") if x]
   bad = sorted(set(chosen) - set(SECTIONS) - {"all"})
@@ -417,6 +433,11 @@ def main(argv):
   config = FLAGS.config
   dtype = FLAGS.dtype or config.model.dtype
   config.model.dtype = dtype
+  try:
+    from_config(config.model)  # a bad config, said plainly
+  except errors.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   sections = _sections()
   device = profiling.device_description()
   name = FLAGS.name or "_".join(
@@ -437,6 +458,7 @@ def main(argv):
           f"{path} holds another config, dtype or image size ("
           f"{result.get('config')}, {result.get('dtype')}, "
           f"{result.get('image_size')} px); pass --name to write a new row.")
+  now = datetime.datetime.now().isoformat(timespec="minutes")
   result.update({
       "date": datetime.date.today().isoformat(), "device": device,
       "config": config.get("variant", "?"), "dtype": dtype,
@@ -465,6 +487,11 @@ def main(argv):
       raise app.UsageError(f"LOSO row: {e}") from e
 
   def save():
+    # When each section was last measured: a row updated by --sections
+    # mixes processes (and dates), and the table says so.
+    result.setdefault("measured", {}).update(
+        {s: now for s in sections if s in _SECTION_KEYS
+         and _SECTION_KEYS[s] in result})
     result["complete"] = all(
         k in result for k in ("train_1fold", "train_folds", "infer_b1"))
     with open(path, "w") as f:
@@ -506,7 +533,8 @@ def main(argv):
     print(f"peak device memory: {_fmt_bytes(result['peak_memory_bytes'])}")
     save()
   if "torch" in sections:
-    result["torch"] = bench_torch(config, dtype, result)
+    result["torch"] = bench_torch(config, dtype, result,
+                                  jax_in_this_process="train" in sections)
     save()
   if "loso" in sections:
     result["loso"] = bench_loso(loso_cfg, loso_clips)

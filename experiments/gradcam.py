@@ -229,14 +229,27 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     fold = train.make_folds(clips, [_find_subject(subjects, fold_name)])[0]
   if model_dir is None:
     if fold is None:
-      raise errors.ConfigError("Pass --fold (or --model_dir).")
+      raise errors.ConfigError(
+          "Pass --fold (its model explains its held-out clips), --fold=all, "
+          "or --model_dir with --clips.")
     model_dir = os.path.join(train.fold_dir(workdir, fold), "model")
     if not os.path.isdir(model_dir):
       raise errors.CheckpointError(
           f"Fold {fold.subject} has no model in {workdir} (not trained yet, "
           f"or left out by --config.train.folds); folds with a model: "
           f"{_folds_with_model(workdir)}.")
-  model, variables, _, class_names = checkpoints.load_model(model_dir)
+  model, variables, model_config, class_names = checkpoints.load_model(
+      model_dir)
+  # A model of another run must take this run's inputs as they are.
+  differ = [f"data.{key}: model {model_config.data.get(key)!r}, run "
+            f"{config.data.get(key)!r}"
+            for key in ("image_size", "num_frames", "temporal")
+            if model_config.data.get(key) != config.data.get(key)]
+  if differ:
+    raise errors.ConfigError(
+        f"{model_dir} was made for other inputs than the run at {workdir} "
+        f"({'; '.join(differ)}); pass a model made with the run's data "
+        "settings, or the --workdir of the run that made it.")
   if target != "fused" and model.branches not in ("both", target):
     raise errors.ConfigError(
         f"{model_dir} has no {target} branch (branches={model.branches!r}); "
@@ -258,7 +271,8 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   elif fold is not None:
     indices = list(fold.test_idx)
   else:
-    raise errors.ConfigError("Pass --clips or --fold.")
+    raise errors.ConfigError(
+        "--model_dir without --fold needs --clips (the clips to explain).")
   trained = training_clips(clips, model_dir)
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")

@@ -17,6 +17,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from edmdbn_jax.configs import edmdbn as edmdbn_config
@@ -35,6 +36,9 @@ def define_flags():
       lock_config=False)
   flags.DEFINE_string("checkpoint", None, "PyTorch .pt/.ckpt file.")
   flags.DEFINE_string("workdir", None, "Output model directory.")
+  flags.DEFINE_bool(
+      "overwrite", False, "Replace the model already in --workdir (never a "
+      "LOSO run directory or one of its fold models).")
   flags.DEFINE_list(
       "class_names", None, "Class names in the checkpoint's label order "
       "(default: the toolkit's class set of --config's data.dataset at "
@@ -70,21 +74,55 @@ def read_torch_state_dict(path: str):
 
 
 def default_class_names(config):
-  """The toolkit's class names for config.data.dataset at num_classes."""
-  from edmdbn_jax.datasets import common  # pylint: disable=g-import-not-at-top
+  """The toolkit's class names for config.data.dataset at num_classes (the
+  label order its builder gives that class set)."""
+  from edmdbn_jax import datasets  # pylint: disable=g-import-not-at-top
   k = int(config.model.num_classes)
   dataset = config.data.dataset
-  sets = common.CLASS_SETS.get(dataset, {})
-  if k not in sets:
+  configs = datasets.builder_class(dataset).BUILDER_CONFIGS
+  found = {int(c.num_classes): tuple(c.class_names) for c in configs}
+  if k not in found:
     raise errors.ConfigError(
         f"No {k}-class set is defined for dataset {dataset!r} (have "
-        f"{sorted(sets) or 'none'}); pass --class_names in the checkpoint's "
+        f"{sorted(found) or 'none'}); pass --class_names in the checkpoint's "
         "label order.")
-  return list(sets[k].classes)
+  return list(found[k])
+
+
+def check_output(workdir: str, overwrite: bool):
+  """Refuses to replace a trained model by accident.
+
+  A LOSO run directory, or a fold model inside one (its result.json and
+  scores describe the trained model), is never replaced; another model
+  directory only with --overwrite.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  if not os.path.isdir(workdir) or not os.listdir(workdir):
+    return
+  if any(os.path.exists(os.path.join(workdir, n))
+         for n in ("config.json", "folds", "results.json")):
+    raise errors.CheckpointError(
+        f"{workdir} is a LOSO run directory; pass a new --workdir for the "
+        "imported model.")
+  parent = os.path.dirname(workdir)
+  if (os.path.basename(workdir) in ("model", "final_model")
+      and (os.path.exists(os.path.join(parent, "result.json"))
+           or os.path.exists(os.path.join(parent, "config.json")))):
+    raise errors.CheckpointError(
+        f"{workdir} is a trained model of the run at {parent}, whose results "
+        "describe it; pass a new --workdir for the imported model.")
+  if not overwrite:
+    held = ", ".join(sorted(os.listdir(workdir))[:5])
+    raise errors.CheckpointError(
+        f"{workdir} already holds files ({held}); pass --overwrite to "
+        "replace the model there, or another --workdir.")
 
 
 def main(argv):
   del argv
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Orbax logs every checkpoint write at INFO.
+    logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   if not FLAGS.checkpoint or not FLAGS.workdir:
     raise app.UsageError("--checkpoint and --workdir are required.")
@@ -94,6 +132,7 @@ def main(argv):
     raise app.UsageError(f"--class_names has {len(names)} names for {k} "
                          "classes.")
   try:
+    check_output(FLAGS.workdir, FLAGS.overwrite)
     if names is None:
       names = default_class_names(config)
       print(f"Class names (label order assumed to be the toolkit's "

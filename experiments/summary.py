@@ -8,13 +8,17 @@ that only ever see zero padding. The paper's Table 4 reports 50.8 M because
 the released model also builds a 6,508,550-parameter ViT it never calls.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from edmdbn_jax.configs import edmdbn as edmdbn_config
 
+from edmdbn_jax import errors
 from edmdbn_jax import profiling
+from edmdbn_jax.models import from_config
 
 FLAGS = flags.FLAGS
 
@@ -35,6 +39,11 @@ def main(argv):
   del argv
   config = FLAGS.config
   dtype = FLAGS.dtype or config.model.dtype
+  try:
+    from_config(config.model, dtype=dtype)  # a bad config, said plainly
+  except errors.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   counts = profiling.param_counts(config)
   print(f"EDMDBN {config.get('variant', '?')}: {config.data.image_size} px, "
         f"T={config.data.num_frames}, {config.model.num_classes} classes, "

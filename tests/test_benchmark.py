@@ -91,6 +91,11 @@ def test_torch_section_compares_like_with_like(bench_out):
   assert tt["train_fp32_clip_steps_per_s"] > 0
   assert tt["jax_folds_over_torch_train"] > 0
   assert "(torchvision)" in (bench_out / "README.md").read_text()
+  # Run alone, the ratio uses the stored JAX figures, and says whose.
+  assert tt["jax_figures"].startswith("stored row of 20")
+  assert "JAX figures from the stored row of" in (
+      bench_out / "README.md").read_text()
+  assert set(_row(bench_out)["measured"]) >= {"train", "infer", "torch"}
 
 
 @pytest.mark.parametrize("args,message", [

@@ -26,6 +26,12 @@ def test_overrides_and_unknown_keys():
   assert configs.get_config("paper,epochs=7").train.epochs == 7
   with pytest.raises(ValueError, match="nonsense"):
     configs.get_config("paper,nonsense=1")
+  # A misspelt boolean is an error, not False.
+  assert configs.get_config("tiny,accumulated_attention=off").model[
+      "accumulated_attention"] is False
+  with pytest.raises(ValueError, match=r"accumulated_attention is true or "
+                     r"false, got 'Ture'"):
+    configs.get_config("tiny,accumulated_attention=Ture")
   with pytest.raises(ValueError, match="variant"):
     configs.get_config("huge")
 

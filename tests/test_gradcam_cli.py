@@ -165,6 +165,26 @@ def test_run_refuses_bad_requests(run_dir, kwargs, error, pattern):
     gradcam.run(str(workdir), progress=False, **kwargs)
 
 
+def test_run_refuses_a_model_for_other_inputs(run_dir, tmp_path):
+  workdir, _ = run_dir
+  from edmdbn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  fold_model = str(workdir / "folds" / "synthetic_s01" / "model")
+  _, variables, cfg, names = checkpoints.load_model(fold_model)
+  cfg.data.temporal = "uniform"  # same shapes, other frames chosen
+  other = checkpoints.save_model(str(tmp_path / "other"),
+                                 variables, cfg, names)
+  with pytest.raises(errors.ConfigError, match=(
+      r"made for other inputs than the run .*data.temporal: model "
+      r"'uniform', run 'keyframes'")):
+    gradcam.run(str(workdir), fold_name="s01", model_dir=other,
+                progress=False)
+  # A run directory passed as a model: its models are named.
+  with pytest.raises(errors.CheckpointError, match=(
+      r"holds no checkpoint steps. It holds model directories; pass one of "
+      r"these: .*folds/synthetic_s01/model")):
+    checkpoints.load_model(str(workdir))
+
+
 def test_run_refuses_a_directory_without_config(tmp_path):
   with pytest.raises(errors.CheckpointError, match="no config.json"):
     gradcam.run(str(tmp_path))

@@ -5,6 +5,7 @@ import os
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -150,6 +151,10 @@ def test_released_checkpoint_extras_are_ignored(released, caplog):
       "paper,entire_patch_embed=3d,accumulated_attention=False")
   params = tr.convert_state_dict(released, off)["params"]
   assert not any("sa_atten" in k for k in params["entire"])
+  # Said, since a checkpoint trained with Token Attention would compute
+  # another function without it.
+  assert any("Not converted: 12 Token Attention tensors" in r.getMessage()
+             and r.levelname == "WARNING" for r in caplog.records)
   # Without Token Attention the convs are skipped only where the stage
   # exists; an unknown stage's conv is still unexpected.
   bad = dict(released)
@@ -199,6 +204,36 @@ def test_import_torch_cli_errors_and_default_class_names(tmp_path):
       "happiness", "repression", "surprise", "disgust", "others"]
   with pytest.raises(errors.ConfigError, match="--class_names"):
     import_torch.default_class_names(configs.get_config("paper,num_classes=4"))
+  # The synthetic dataset (the tiny config's) has its class set too.
+  assert len(import_torch.default_class_names(configs.get_config("tiny"))) == 5
+  # A trained model is never replaced by accident.
+  run = tmp_path / "run"
+  (run / "folds" / "s01" / "model" / "12").mkdir(parents=True)
+  (run / "folds" / "s01" / "result.json").write_text("{}")
+  (run / "config.json").write_text("{}")
+  with pytest.raises(errors.CheckpointError, match="is a LOSO run directory"):
+    import_torch.check_output(str(run), overwrite=True)
+  with pytest.raises(errors.CheckpointError, match="is a trained model of the "
+                     "run"):
+    import_torch.check_output(str(run / "folds" / "s01" / "model"),
+                              overwrite=True)
+  other = tmp_path / "imported"
+  (other / "0").mkdir(parents=True)
+  with pytest.raises(errors.CheckpointError, match="--overwrite"):
+    import_torch.check_output(str(other), overwrite=False)
+  import_torch.check_output(str(other), overwrite=True)
+  import_torch.check_output(str(tmp_path / "new"), overwrite=False)
+  # Weights of another config: the cause in one line, lists capped.
+  tiny = configs.get_config("tiny")
+  tiny.data.image_size = 32
+  sd = tr.to_state_dict(from_config(tiny.model).init(
+      jax.random.key(0), jnp.zeros((1, 9, 32, 32, 3)),
+      jnp.zeros((1, 2, 32, 32, 3))), tiny)
+  with pytest.raises(errors.CheckpointError) as e:
+    tr.convert_state_dict(sd, configs.get_config("paper"))
+  assert "embedding width is 32, the config's model.embed_dim 128" in str(
+      e.value)
+  assert len(str(e.value)) < 4000 and "more)" in str(e.value)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   r = subprocess.run(
       [sys.executable, "-m", "experiments.import_torch",

@@ -159,7 +159,14 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
       raise ValueError(f"Unknown config override {key!r} in {arg!r}.")
     current = target[key]
     if isinstance(current, bool):
-      value = value.lower() in ("1", "true", "yes")
+      # A typo ('Ture') must not read as False.
+      words = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+      if value.lower() not in words:
+        raise ValueError(
+            f"Config override {o!r} in {arg!r}: {key} is true or false, "
+            f"got {value!r}.")
+      value = words[value.lower()]
     elif isinstance(current, int):
       value = int(value)
     elif isinstance(current, float):

@@ -208,14 +208,39 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray],
                         "relative_position_bias_table")
       if table not in used:
         unexpected.append(k)
+  dropped_ta = sorted(k for k in sd if ".sa_atten.conv." in k
+                      and k not in unexpected
+                      and not config.model.accumulated_attention)
+  if dropped_ta:
+    logging.warning(
+        "Not converted: %d Token Attention tensors (%s ...): the configured "
+        "model has accumulated_attention=False. The released stages build "
+        "them whether or not they are used; if this checkpoint was trained "
+        "with Token Attention, import it with accumulated_attention=True, "
+        "or the model computes another function.", len(dropped_ta),
+        dropped_ta[0])
+  def listed(items, sep):
+    more = f"{sep}... ({len(items) - 10} more)" if len(items) > 10 else ""
+    return sep.join(items[:10]) + more
+
   problems = []
+  for branch in BRANCH_KEYS.values():
+    # The most common cause, said in one line: another size of model.
+    w = sd.get(f"{branch}.patch_embed.proj.weight")
+    if w is not None and w.shape[0] != int(config.model.embed_dim):
+      problems.append(
+          f"the checkpoint's embedding width is {w.shape[0]}, the config's "
+          f"model.embed_dim {config.model.embed_dim} (another config "
+          "variant: paper is 128, tiny 32)")
+      break
   if missing:
-    problems.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
+    problems.append(f"missing keys ({len(missing)}): {listed(missing, ', ')}")
   if unexpected:
-    problems.append(
-        f"unexpected keys ({len(unexpected)}): {', '.join(sorted(unexpected))}")
+    problems.append(f"unexpected keys ({len(unexpected)}): "
+                    f"{listed(sorted(unexpected), ', ')}")
   if misshapen:
-    problems.append(f"wrong shapes ({len(misshapen)}): {'; '.join(misshapen)}")
+    problems.append(f"wrong shapes ({len(misshapen)}): "
+                    f"{listed(misshapen, '; ')}")
   if problems:
     raise errors.CheckpointError(
         "The state dict does not match the configured model (check "

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from edmdbn_jax import errors
 from edmdbn_jax.data import motion as motion_lib
 from edmdbn_jax.models import swin3d
 
@@ -203,7 +204,16 @@ def from_config(model_config: ml_collections.ConfigDict,
   m = model_config
   name = dtype or m.get("dtype", "float32")
   if name not in DTYPES:
-    raise ValueError(f"model.dtype={name!r}; choose from {sorted(DTYPES)}")
+    raise errors.ConfigError(
+        f"model.dtype={name!r}; choose from {sorted(DTYPES)}")
+  # Checked here too (setup checks again), so a bad config fails when the
+  # model is built, before any work, with a ConfigError.
+  for key, choices in (("branches", BRANCHES), ("fusion", FUSIONS),
+                       ("motion", MOTIONS),
+                       ("entire_patch_embed", ENTIRE_EMBEDS)):
+    if m[key] not in choices:
+      raise errors.ConfigError(
+          f"model.{key}={m[key]!r}; choose from {choices}.")
   return EDMDBN(
       num_classes=int(m.num_classes), embed_dim=int(m.embed_dim),
       depths=tuple(m.depths), num_heads=tuple(m.num_heads),

@@ -19,6 +19,7 @@ import importlib.util
 import os
 from typing import Sequence
 
+from absl import logging
 import cv2
 import numpy as np
 
@@ -127,7 +128,8 @@ def landmarks(image: np.ndarray, upsample: int = 0,
         f"{clip}: no face found in the frame the alignment is estimated on "
         f"(the clip's first; {image.shape[1]}x{image.shape[0]} px, "
         f"upsample={upsample}); try "
-        f"upsample={upsample + 1} for small faces, or check the frames "
+        f"upsample={upsample + 1} (--upsample={upsample + 1} on the command "
+        "line) for small faces, or check the frames "
         "(a face must be visible and roughly frontal).")
   if len(faces) > 1 and face_rule == "error":
     raise errors.DataError(
@@ -327,6 +329,14 @@ class FacePreprocessor:
     s = self.image_size
     if not self.align:
       frames = _check_frames(frames, clip)
+      h, w = frames[0].shape[:2]
+      if h != w:
+        logging.log_first_n(
+            logging.WARNING,
+            "%s: %dx%d frames are resized to %dx%d without face alignment, "
+            "so the face is stretched; resizing only is meant for frames "
+            "that are already square face crops (said once per process).", 1,
+            clip, w, h, s, s)
       return np.stack([_resize(f, s) for f in frames]), {"align": False}
     ref = max(s, REFERENCE_SIZE)
     aligned, affine, moved = align_frames(frames, clip, image_size=ref,

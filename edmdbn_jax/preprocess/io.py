@@ -214,6 +214,10 @@ def read_video(path: PathLike) -> np.ndarray:
     DataError: the file is missing, cannot be opened or yields no frames.
   """
   p = _path(path)
+  if p.is_dir():
+    raise errors.DataError(
+        f"{path} is a folder, not a video file; a folder of frames is read "
+        "as frames (experiments.predict --frames).")
   if not p.is_file():
     raise errors.DataError(f"{path}: video file not found.")
   cap = cv2.VideoCapture(str(p))
