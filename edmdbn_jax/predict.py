@@ -195,7 +195,11 @@ class Predictor:
   def predict_video(self, path: str, onset=None, apex=None, offset=None):
     """Keyframes are 0-based frame indices of the video."""
     from edmdbn_jax.preprocess import read_video  # pylint: disable=g-import-not-at-top
-    frames = read_video(path)
+    # Decoded only up to the last keyframe given, when the offset is given
+    # (else the offset is the last frame).
+    given = [k for k in (onset, apex, offset) if k is not None]
+    last = max(given) if offset is not None and min(given) >= 0 else None
+    frames = read_video(path, last=last)
     return self.predict_array(frames, onset, apex, offset, source=path)
 
   def predict_frames(self, directory: str, onset=None, apex=None,

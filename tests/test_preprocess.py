@@ -301,6 +301,10 @@ def test_read_video(tmp_path):
     writer.write(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
   writer.release()
   assert read_video(long).shape[0] == 12
+  # Up to a clip's offset only: the rest is not decoded.
+  np.testing.assert_array_equal(read_video(long, last=3),
+                                read_video(long)[:4])
+  assert read_video(long, last=40).shape[0] == 12
   cut = tmp_path / "cut.avi"
   cut.write_bytes(long.read_bytes()[:int(long.stat().st_size * 0.6)])
   with pytest.raises(errors.DataError,

@@ -201,11 +201,14 @@ def load_image(path: PathLike) -> np.ndarray:
   return np.ascontiguousarray(image)
 
 
-def read_video(path: PathLike) -> np.ndarray:
-  """Reads every frame of a video with OpenCV.
+def read_video(path: PathLike, last: Optional[int] = None) -> np.ndarray:
+  """Reads the frames of a video with OpenCV.
 
   Args:
     path: a video file (any container/codec the OpenCV build decodes).
+    last: stop after the frame of this 0-based index (a clip's offset: a
+      long recording is not decoded, nor held in memory, past it); None:
+      every frame.
 
   Returns:
     uint8 (N, H, W, 3) RGB frames.
@@ -228,7 +231,11 @@ def read_video(path: PathLike) -> np.ndarray:
           "or H.264 .mp4, or extract its frames into a folder.")
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     frames = []
+    stopped = False
     while True:
+      if last is not None and len(frames) > last:
+        stopped = True
+        break
       ok, frame = cap.read()
       if not ok:
         break
@@ -241,7 +248,7 @@ def read_video(path: PathLike) -> np.ndarray:
     raise errors.DataError(
         f"{path}: the video yields no frames (empty or unsupported codec); "
         "convert it or extract its frames into a folder.")
-  if 0 < len(frames) < declared:
+  if not stopped and 0 < len(frames) < declared:
     raise errors.DataError(
         f"{path}: only {len(frames)} of the {declared} frames its header "
         "declares could be decoded (a cut-off or damaged file). Re-download "
