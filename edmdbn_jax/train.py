@@ -669,11 +669,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   check_workdir(config, workdir)
   todo = [f for f in folds if load_fold_result(workdir, f) is None]
   # Finished folds trained on other data are refused now, not after the
-  # remaining folds have trained (scoring would refuse them then).
-  pending = {f.name for f in todo}
-  done = [f for f in folds if f.name not in pending]
-  check_fold_data(workdir, done, [load_fold_result(workdir, f) for f in done],
-                  clips)
+  # remaining folds have trained: scoring checks (and scores) every finished
+  # fold of the workdir, also those a --folds subset leaves out.
+  if not final_model:
+    done = [(f, r) for f in plan_folds(config, clips)
+            for r in [load_fold_result(workdir, f)] if r is not None]
+    check_fold_data(workdir, [f for f, _ in done], [r for _, r in done],
+                    clips)
   logging.info("%d folds, %d already finished, %d to train.", len(folds),
                len(folds) - len(todo), len(todo))
 
@@ -790,6 +792,13 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
       r = m.restore(start, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract),
           history=ocp.args.JsonRestore()))
+      if "train_fingerprint" not in r["history"]:
+        logging.warning(
+            "The resume state in %s was saved before resume states recorded "
+            "their data (2026-12-02): that its first %d epochs trained on "
+            "the data %s gives now cannot be checked. Delete %s to retrain "
+            "the fold if the dataset was rebuilt since.", m.directory, start,
+            clips.name, os.path.dirname(str(m.directory)))
       try:
         check_resume_data(m.directory, group[i], r["history"],
                           fingerprints[i], clips)

@@ -402,11 +402,6 @@ def write_table(out_dir):
 SECTIONS = ("train", "infer", "torch", "loso")
 
 
-# The result key each section writes (its presence: the section has run).
-_SECTION_KEYS = {"train": "train_folds", "infer": "infer_b1", "torch": "torch",
-                 "loso": "loso"}
-
-
 def _sections():
   chosen = [x for x in FLAGS.sections.split(",") if x]
   bad = sorted(set(chosen) - set(SECTIONS) - {"all"})
@@ -486,12 +481,11 @@ def main(argv):
     except errors.ConfigError as e:
       raise app.UsageError(f"LOSO row: {e}") from e
 
-  def save():
-    # When each section was last measured: a row updated by --sections
-    # mixes processes (and dates), and the table says so.
-    result.setdefault("measured", {}).update(
-        {s: now for s in sections if s in _SECTION_KEYS
-         and _SECTION_KEYS[s] in result})
+  def save(section=None):
+    # When each section was last measured (stamped once it has run): a row
+    # updated by --sections mixes processes and dates, and the table says so.
+    if section:
+      result.setdefault("measured", {})[section] = now
     result["complete"] = all(
         k in result for k in ("train_1fold", "train_folds", "infer_b1"))
     with open(path, "w") as f:
@@ -512,7 +506,7 @@ def main(argv):
     if peak:
       result["peak_flops"] = peak
       result["peak_fraction"] = result["train_folds"]["achieved_flops"] / peak
-    save()
+    save("train")
   if "infer" in sections:
     # Multiply-adds of the matrix products and convolutions (the figure
     # papers and the reference quote); XLA's count, elementwise work
@@ -531,11 +525,11 @@ def main(argv):
     # Peak over the train and inference sections (the LOSO row has its own).
     result["peak_memory_bytes"] = _peak_memory()
     print(f"peak device memory: {_fmt_bytes(result['peak_memory_bytes'])}")
-    save()
+    save("infer" if "infer" in sections else None)
   if "torch" in sections:
     result["torch"] = bench_torch(config, dtype, result,
                                   jax_in_this_process="train" in sections)
-    save()
+    save("torch")
   if "loso" in sections:
     result["loso"] = bench_loso(loso_cfg, loso_clips)
     result["loso"]["peak_memory_bytes"] = _peak_memory()
@@ -543,7 +537,7 @@ def main(argv):
     print(f"CASME II-sized synthetic LOSO, {lo['epochs']} epochs, "
           f"{lo['folds']} of {lo['subjects']} folds: {lo['wall_s']:.1f} s "
           "including compilation")
-    save()
+    save("loso")
   print(f"wrote {path} and {write_table(FLAGS.out)}")
 
 

@@ -97,20 +97,25 @@ def check_output(workdir: str, overwrite: bool):
   directory only with --overwrite.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
+
+  def is_run(d):
+    return os.path.exists(os.path.join(d, "config.json")) and any(
+        os.path.exists(os.path.join(d, n))
+        for n in ("folds", "results.json", "final_model"))
+
+  # The run itself, its folds/, a fold folder, or a model in one of them.
+  up, d = [], workdir
+  for _ in range(4):
+    up.append(d)
+    d = os.path.dirname(d)
+  run = next((d for d in up if is_run(d)), None)
+  if run is not None or os.path.exists(os.path.join(workdir, "result.json")):
+    raise errors.CheckpointError(
+        f"{workdir} is inside the LOSO run {run or os.path.dirname(workdir)}, "
+        "whose results describe its trained models; pass a new --workdir for "
+        "the imported model.")
   if not os.path.isdir(workdir) or not os.listdir(workdir):
     return
-  if any(os.path.exists(os.path.join(workdir, n))
-         for n in ("config.json", "folds", "results.json")):
-    raise errors.CheckpointError(
-        f"{workdir} is a LOSO run directory; pass a new --workdir for the "
-        "imported model.")
-  parent = os.path.dirname(workdir)
-  if (os.path.basename(workdir) in ("model", "final_model")
-      and (os.path.exists(os.path.join(parent, "result.json"))
-           or os.path.exists(os.path.join(parent, "config.json")))):
-    raise errors.CheckpointError(
-        f"{workdir} is a trained model of the run at {parent}, whose results "
-        "describe it; pass a new --workdir for the imported model.")
   if not overwrite:
     held = ", ".join(sorted(os.listdir(workdir))[:5])
     raise errors.CheckpointError(

@@ -364,6 +364,18 @@ def test_prepared_dataset_checked_against_the_manual_dir(tmp_path):
     _build("casme2", tmp_path / "m3", tmp_path / "d3", 5, variant="")
 
 
+def test_build_from_a_relative_manual_dir_loads_by_absolute_path(
+    tmp_path, monkeypatch):
+  # The report's paths are absolute: a frame source recorded relative to
+  # the working directory ('o') once failed the check ("Cr<manual_dir>pped").
+  fabricate.fabricate_casme2(tmp_path / "o", sheets=("2014",))
+  monkeypatch.chdir(tmp_path)
+  _, ex, report = _build("casme2", "o", tmp_path / "d", 5)
+  assert report["manual_dir"] == str(tmp_path / "o")
+  _, again, _ = _build("casme2", tmp_path / "o", tmp_path / "d", 5)
+  assert len(again) == len(ex)
+
+
 def test_prepared_dataset_refused_when_the_sheet_no_longer_parses(
     tmp_path, monkeypatch):
   manual = tmp_path / "m"
@@ -411,7 +423,9 @@ def test_frames_supplied_after_the_build_make_it_stale(tmp_path):
   subprocess.run(cmd + ["--overwrite"], check=True, env=env, cwd=REPO)
   again = subprocess.run(cmd, capture_output=True, text=True, env=env,
                          cwd=REPO, check=True)
-  assert "already built" in again.stderr and "matches" in again.stderr
+  assert "already built" in again.stderr
+  assert "annotation files, frame source and 8 clip folders unchanged" in (
+      again.stderr)
   _, rebuilt, report = _build("casme2", manual, tmp_path / "d", 5)
   assert len(rebuilt) == len(ex) + 1
   assert "casme2/sub05/EP07_01" not in {s["clip"] for s in report["skipped"]}

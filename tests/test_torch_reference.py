@@ -211,12 +211,10 @@ def test_import_torch_cli_errors_and_default_class_names(tmp_path):
   (run / "folds" / "s01" / "model" / "12").mkdir(parents=True)
   (run / "folds" / "s01" / "result.json").write_text("{}")
   (run / "config.json").write_text("{}")
-  with pytest.raises(errors.CheckpointError, match="is a LOSO run directory"):
-    import_torch.check_output(str(run), overwrite=True)
-  with pytest.raises(errors.CheckpointError, match="is a trained model of the "
-                     "run"):
-    import_torch.check_output(str(run / "folds" / "s01" / "model"),
-                              overwrite=True)
+  for inside in (run, run / "folds", run / "folds" / "s01",
+                 run / "folds" / "s01" / "model", run / "final_model"):
+    with pytest.raises(errors.CheckpointError, match="is inside the LOSO run"):
+      import_torch.check_output(str(inside), overwrite=True)
   other = tmp_path / "imported"
   (other / "0").mkdir(parents=True)
   with pytest.raises(errors.CheckpointError, match="--overwrite"):

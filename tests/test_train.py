@@ -478,11 +478,15 @@ def test_resume_refused_when_the_data_changed(clips, tmp_path, monkeypatch):
                        "result.json").read_text())
   assert stored["heldout_fingerprint"] == train.heldout_fingerprint(
       train.plan_folds(cfg, clips)[0], clips)
+  # ... also when a --folds subset leaves the changed fold out: scoring
+  # would refuse it after the subset had trained.
+  shutil.rmtree(tmp_path / "cut" / "folds" / "fake_s2")
   with pytest.raises(errors.DataError, match=(
       r"fake_s0.*result.json was evaluated on other frames of subject "
       r"fake/s0's clips")):
-    train.train_and_evaluate(cfg, str(tmp_path / "cut"), clips=changed(
-        "fake/s0"))
+    train.train_and_evaluate(tiny_config(epochs=3, folds=("s2",)),
+                             str(tmp_path / "cut"), clips=changed("fake/s0"))
+  assert not (tmp_path / "cut" / "folds" / "fake_s2").exists()
 
 
 def test_folds_of_unequal_size_compile_the_steps_once(tmp_path, monkeypatch):

@@ -54,12 +54,12 @@ def main(argv: Sequence[str]) -> None:
     if builder.is_prepared() and not _OVERWRITE.value:
       # tfds would reuse it silently, whatever changed in the manual
       # directory since (a frame supplied for a skipped clip, say).
+      checked = "not checked against a manual directory (none given)"
       if manual_dir and hasattr(builder, "check_build"):
-        builder.check_build(manual_dir)
+        checked = builder.check_build(manual_dir)
       print(f"{builder.info.full_name} is already built at "
-            f"{builder.data_dir}"
-            + (" and matches the manual directory" if manual_dir else "")
-            + "; --overwrite rebuilds it.", file=sys.stderr)
+            f"{builder.data_dir} ({checked}); --overwrite rebuilds it.",
+            file=sys.stderr)
     else:
       mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
               if _OVERWRITE.value

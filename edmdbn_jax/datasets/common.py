@@ -53,7 +53,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import pathlib
 import re
+import shlex
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from absl import logging
@@ -578,8 +580,14 @@ class BuildReport:
     """Records an annotation file the clip list or labels came from."""
     path = epath.Path(path)
     key = str(path)
-    if self.manual_dir and key.startswith(self.manual_dir.rstrip("/") + "/"):
-      key = key[len(self.manual_dir.rstrip("/")) + 1:]
+    if self.manual_dir:
+      try:  # relative to the manual directory when under it (any OS)
+        key = pathlib.PurePath(os.path.relpath(
+            os.fspath(path), self.manual_dir)).as_posix()
+        if key.startswith("../"):
+          key = str(path)
+      except ValueError:  # another drive
+        key = str(path)
     self.inputs[key] = hashlib.sha256(path.read_bytes()).hexdigest()
 
   def keep(self, rec: ClipRecord):
@@ -860,7 +868,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         manual_dir, CLASS_SETS[self.DATASET][cfg.num_classes], cfg.variant,
         report)
 
-  def check_build(self, manual_dir: Optional[epath.PathLike]):
+  def check_build(self, manual_dir: Optional[epath.PathLike]) -> str:
     """Refuses a prepared dataset that no longer matches `manual_dir`.
 
     Called by `datasets.load` and the build command. tfds reuses a prepared
@@ -875,20 +883,29 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     with the build's report. A manual directory that no longer yields a
     clip list is refused too: the build cannot be checked against it.
 
+    Returns:
+      What was compared, for the build command to say.
+
     Raises:
       DataError: listing what changed and how to rebuild.
     """
     built = read_report(self)
     if "inputs" not in built:
-      return  # Built before inputs were recorded: nothing to compare.
-    manual = epath.Path(os.path.expanduser(os.fspath(manual_dir)))
+      # Built before inputs were recorded (builder 1.1.0): nothing to compare.
+      logging.warning("The prepared dataset %s records no inputs (built by "
+                      "an older version): it cannot be checked against the "
+                      "manual directory; --overwrite rebuilds it.",
+                      self.data_dir)
+      return "not checked (built by an older version)"
+    manual = epath.Path(os.path.abspath(os.path.expanduser(
+        os.fspath(manual_dir))))
     if not manual.exists():
       logging.warning(
           "The manual directory %s does not exist, so the prepared dataset "
           "%s (built from %s) cannot be checked against it; using it as "
           "built. Leave out the manual directory to use a build without "
           "its source files.", manual, self.data_dir, built.get("manual_dir"))
-      return
+      return f"not checked ({manual} does not exist)"
     changes, flagged = [], set()
     for key, digest in sorted(built["inputs"].items()):
       path = epath.Path(key) if os.path.isabs(key) else manual / key
@@ -921,14 +938,29 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       changes.append(f"{key}: read now, but not when it was built (added "
                      "since, or it now takes precedence)")
     def source(sources, ds, root):
+      # Paths under the manual directory, made relative to it (a path
+      # prefix, not any occurrence of the string: a relative root such as
+      # 'o' would match inside words).
       text = sources.get(ds)
-      return text.replace(root, "<manual_dir>") if text and root else text
+      if text and root:
+        text = text.replace(root.rstrip("/") + "/", "<manual_dir>/")
+      return text
     for ds in sorted(set(built["frame_sources"]) | set(now.frame_sources)):
       old = source(built["frame_sources"], ds, built.get("manual_dir"))
       new = source(now.frame_sources, ds, now.manual_dir)
       if old != new:
         changes.append(f"{ds} frames: built from {old}, now {new}")
-    if "frame_listings" in built:  # Builds before 2026-12-02 lack them.
+    checked = "annotation files and frame source unchanged"
+    if "frame_listings" not in built:  # Builds before 2026-12-02 lack them.
+      logging.warning(
+          "The prepared dataset %s predates frame-folder checks: frames "
+          "added to or removed from clip folders since it was built (a "
+          "missing frame supplied, say) are not detected; --overwrite "
+          "rebuilds it with them.", self.data_dir)
+      checked += "; frame folders not checked (built by an older version)"
+    else:
+      checked = (f"annotation files, frame source and {len(listings)} clip "
+                 "folders unchanged")
       old_listings = built["frame_listings"]
       where = {r.key: r.frame_dir for r in records}
       for label, keys in (
@@ -956,6 +988,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
           f"{self.rebuild_command(str(manual))} (or delete "
           f"{epath.Path(self.data_dir).parent}, or pass another --data_dir)."
       )
+    return f"checked against {manual}: {checked}"
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
@@ -974,7 +1007,10 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       ) from e
 
   def _split_generators(self, dl_manager):
-    manual = self._manual_dir(dl_manager)
+    # Absolute: the report's paths must still match when the dataset is
+    # loaded from another working directory.
+    manual = epath.Path(os.path.abspath(os.fspath(
+        self._manual_dir(dl_manager))))
     report = BuildReport(self.name, self.builder_config.name,
                          manual_dir=str(manual))
     records = self.find_clips(manual, report)
@@ -987,8 +1023,8 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     """The command that rebuilds this config from scratch."""
     return (f"python -m edmdbn_jax.datasets.build {self.name} "
             f"--config={self.builder_config.name} "
-            f"--manual_dir={manual_dir or 'DIR'} "
-            f"--data_dir={self.data_dir_root} --overwrite")
+            f"--manual_dir={shlex.quote(manual_dir) if manual_dir else 'DIR'} "
+            f"--data_dir={shlex.quote(str(self.data_dir_root))} --overwrite")
 
   def finish_report(self, report: BuildReport):
     """Adds builder-specific findings once every clip was resolved (the
