@@ -6,8 +6,16 @@ Grad-CAM (Selvaraju et al. 2017) for class c on a feature map A (h, w, C):
   (an all-zero map stays zero), so every map lies in [0, 1].
 
 Targets: 'fused' (the 14 x 14 map the head reads; the paper's Fig. 6) or
-'entire' / 'detail' (that branch's last-stage output, after Token Attention;
-for the detail branch averaged over its temporal tokens).
+'entire' / 'detail' (that branch's output as the fusion takes it: after its
+last stage, Token Attention and final LayerNorm; for the detail branch
+averaged over its temporal tokens). With add fusion the three share their
+gradients, so before the ReLU fused = entire + detail, and the branch maps
+say how much of the fused map each branch contributes.
+
+Each map is divided by its own maximum: a map shows where the evidence for
+its class lies, not how strong it is (the class probabilities say that). A
+map that is zero everywhere (no positive evidence for the class anywhere)
+stays zero and is labelled so in the panels.
 """
 
 from typing import Dict, Optional, Sequence
@@ -25,11 +33,16 @@ def _normalise(cam):
   return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1.0), 0.0)
 
 
+def signed_cam(feature, grads):
+  """feature, grads: (B, h, w, C) -> sum_k alpha[k] A[..., k] (B, h, w),
+  before the ReLU and the normalisation."""
+  alpha = jnp.mean(grads, axis=(1, 2), keepdims=True)
+  return jnp.sum(alpha * feature, axis=-1)
+
+
 def cam_from_gradients(feature, grads):
   """feature, grads: (B, h, w, C) -> normalised Grad-CAM (B, h, w)."""
-  alpha = jnp.mean(grads, axis=(1, 2), keepdims=True)
-  cam = jax.nn.relu(jnp.sum(alpha * feature, axis=-1))
-  return _normalise(cam)
+  return _normalise(jax.nn.relu(signed_cam(feature, grads)))
 
 
 def _class_cotangents(vjp, logits, classes):
@@ -42,7 +55,8 @@ def _class_cotangents(vjp, logits, classes):
 
 
 def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
-            target: str = "fused", return_out: bool = False):
+            target: str = "fused", return_out: bool = False,
+            return_signed: bool = False):
   """Grad-CAM maps of `classes` on `target`.
 
   Args:
@@ -54,6 +68,9 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
     return_out: also return the forward pass's named intermediates as
       'out' (as `model.apply` returns them; e.g. for `attention_maps`), from
       the same forward pass the gradients use.
+    return_signed: also return 'signed' (B, len(classes), h, w), the maps
+      before the ReLU and the normalisation (with add fusion, fused =
+      entire + detail there).
 
   Returns:
     dict with 'cams' float32 (B, len(classes), h, w) in [0, 1], 'logits'
@@ -83,16 +100,18 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
     logits, vjp, out = jax.vjp(
         lambda p: hooked.apply({**params, "perturbations": p}, frames,
                                keyframes), zeros, has_aux=True)
-    stage = f"stage{len(model.depths)}"
-    # Temporal tokens: average features and gradients over D.
-    feature = jnp.mean(out[target][stage], 1)
+    # The branch's features as the fusion takes them (after its final
+    # LayerNorm); temporal tokens: average features and gradients over D.
+    feature = jnp.mean(out[target]["features"], 1)
     grads = jnp.mean(
-        _class_cotangents(vjp, logits, classes)[0][target][stage], 2)
-  cams = jax.vmap(lambda g: cam_from_gradients(
-      feature.astype(jnp.float32), g.astype(jnp.float32)))(grads)
-  cams = jnp.moveaxis(cams, 0, 1)
+        _class_cotangents(vjp, logits, classes)[0][target]["features"], 2)
+  signed = jnp.moveaxis(jax.vmap(lambda g: signed_cam(
+      feature.astype(jnp.float32), g.astype(jnp.float32)))(grads), 0, 1)
+  cams = _normalise(jax.nn.relu(signed))
   res = {"cams": cams, "logits": logits,
          "probabilities": jax.nn.softmax(logits, -1)}
+  if return_signed:
+    res["signed"] = signed
   if return_out:
     res["out"] = out
   return res
@@ -138,7 +157,8 @@ def motion_image(onset, apex):
 
 
 def save_class_means(path: str, apex_means, cam_means, counts, correct,
-                     class_names: Sequence[str], title: str = ""):
+                     class_names: Sequence[str], title: str = "",
+                     empty=None):
   """Writes a PNG: per class, the mean apex frame of its clips under the
   mean Grad-CAM map of that (true) class; classes without clips are blank.
 
@@ -148,12 +168,17 @@ def save_class_means(path: str, apex_means, cam_means, counts, correct,
     cam_means: (K, h, w) mean true-class maps in [0, 1].
     counts, correct: (K,) clips of each class, and how many were predicted
       right.
+    empty: (K,) how many of each class's maps were zero everywhere
+      (averaged in as zeros), or None.
+
+  The overlays share one absolute colour scale (a colour bar): a class
+  whose clips' maps disagree on where the evidence lies has a faint mean.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   k = len(class_names)
-  fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 3.2), squeeze=False)
+  fig, axes = plt.subplots(1, k, figsize=(2.4 * k, 3.4), squeeze=False)
   for c, ax in enumerate(axes[0]):
     ax.axis("off")
     if not counts[c]:
@@ -161,10 +186,18 @@ def save_class_means(path: str, apex_means, cam_means, counts, correct,
       continue
     face = np.clip(np.asarray(apex_means[c]), 0, 255).astype(np.uint8)
     ax.imshow(overlay(face, cam_means[c]))
+    zeros = (f", {int(empty[c])} empty maps"
+             if empty is not None and empty[c] else "")
     ax.set_title(f"{class_names[c]}\n{int(counts[c])} clips, "
-                 f"{int(correct[c])} right", fontsize=8)
+                 f"{int(correct[c])} right{zeros}\npeak "
+                 f"{float(np.max(cam_means[c])):.2f}", fontsize=8)
+  mappable = matplotlib.cm.ScalarMappable(
+      norm=matplotlib.colors.Normalize(0.0, 1.0), cmap="jet")
+  fig.colorbar(mappable, ax=axes[0].tolist(), fraction=0.02, pad=0.01,
+               label="mean map (each clip's map in [0, 1])").ax.tick_params(
+                   labelsize=6)
   fig.suptitle(title, fontsize=9)
-  fig.tight_layout(rect=(0, 0, 1, 0.9))
+  fig.subplots_adjust(top=0.72, bottom=0.02, left=0.01, right=0.9)
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
@@ -196,7 +229,8 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
            ("apex - onset", motion_image(onset, apex))]
   for c, name in enumerate(class_names):
     mark = " (true)" if label is not None and name == label else ""
-    tiles.append((f"{name}{mark}\np={float(probabilities[c]):.2f}",
+    empty = "\nno positive evidence" if not np.any(cams[c]) else ""
+    tiles.append((f"{name}{mark}\np={float(probabilities[c]):.2f}{empty}",
                   overlay(apex, cams[c])))
   for ax, (name, img) in zip(axes[0], tiles):
     ax.imshow(img)
@@ -211,7 +245,8 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
     ax.set_title(f"TA {name}\n{lo:.3f} .. {hi:.3f}", fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(
         labelsize=5)
-  fig.suptitle(title, fontsize=9)
+  fig.suptitle(f"{title}\nGrad-CAM maps each scaled to their own maximum "
+               "(where the evidence lies, not how strong it is)", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -71,20 +71,29 @@ def _find_subject(subjects, fold_name):
   return match[0]
 
 
-def training_clips(clips, model_dir):
-  """Indices of `clips` the model in `model_dir` was trained on.
+def training_clips(clips, model_dir, config=None):
+  """Indices of `clips` the model in `model_dir` was trained on, or None
+  when that is not known.
 
   From the model's provenance: a fold model ('fold': its held-out subject)
   was trained on every other subject's clips, a final model ('all
-  subjects') on all of them. Empty when the provenance names no subject of
-  this dataset (e.g. imported weights): nothing is known to be seen.
+  subjects') on all of them; trusted only when the model was trained on
+  this dataset (its config's data.dataset and variant equal `config`'s,
+  when given). None when the provenance names no subject of this dataset
+  (e.g. imported weights) or the model was trained on another dataset.
   """
-  fold = checkpoints.load_meta(model_dir).get("provenance", {}).get("fold")
+  meta = checkpoints.load_meta(model_dir)
+  if config is not None:
+    trained_on = meta.get("config", {}).get("data", {})
+    if any(trained_on.get(k, "") != config.data.get(k, "")
+           for k in ("dataset", "variant")):
+      return None
+  fold = meta.get("provenance", {}).get("fold")
   if fold == "all subjects":
     return set(range(len(clips.labels)))
   if fold in set(clips.subject_list()):
     return set(np.flatnonzero(clips.subjects != fold).tolist())
-  return set()
+  return None
 
 
 class _ClassMeans:
@@ -95,18 +104,23 @@ class _ClassMeans:
     self.cams = None
     self.counts = np.zeros(k, int)
     self.correct = np.zeros(k, int)
+    self.empty = np.zeros(k, int)
     self.clips = 0
     self.training = 0
+    self.unknown = 0
 
   def add(self, cams, apex, label, predicted, in_training):
+    """`in_training`: True, False, or None (not known)."""
     if self.cams is None:
       self.cams = np.zeros((len(self.counts),) + cams.shape[1:], np.float64)
     self.cams[label] += cams[label]
+    self.empty[label] += int(not np.any(cams[label]))
     self.apex[label] += apex
     self.counts[label] += 1
     self.correct[label] += int(predicted == label)
     self.clips += 1
-    self.training += int(in_training)
+    self.training += int(in_training is True)
+    self.unknown += int(in_training is None)
 
   def write(self, out_dir, class_names, what):
     """class_means.png / .npz in out_dir; returns the PNG path."""
@@ -116,13 +130,16 @@ class _ClassMeans:
     png = os.path.join(out_dir, "class_means.png")
     seen = (f"; {self.training} were training clips" if self.training
             else "")
+    if self.unknown:
+      seen += (f"; whether {self.unknown} were training clips is not "
+               "known")
     explain.save_class_means(
         png, apex_means, cam_means, self.counts, self.correct, class_names,
         title=f"Mean Grad-CAM on {what} of each clip's true class, over "
-              f"{self.clips} clips{seen}")
+              f"{self.clips} clips{seen}", empty=self.empty)
     np.savez(os.path.join(out_dir, "class_means.npz"), cams=cam_means,
              apex=apex_means, counts=self.counts, correct=self.correct,
-             class_names=np.asarray(class_names))
+             empty=self.empty, class_names=np.asarray(class_names))
     return png
 
 
@@ -273,7 +290,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   else:
     raise errors.ConfigError(
         "--model_dir without --fold needs --clips (the clips to explain).")
-  trained = training_clips(clips, model_dir)
+  trained = training_clips(clips, model_dir, config)
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
@@ -301,7 +318,9 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     name = str(clips.clips[i]).replace("/", "_")
     label = class_names[int(clips.labels[i])]
     pred = class_names[int(probs.argmax())]
-    seen = " [training clip]" if i in trained else ""
+    seen = (" [training status unknown]" if trained is None else
+            " [training clip]" if i in trained else "")
+    in_training = None if trained is None else i in trained
     png = os.path.join(out_dir, f"{name}.png")
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,
@@ -311,7 +330,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
     for acc in accumulators:
       acc.add(cams, apex, int(clips.labels[i]), int(probs.argmax()),
-              i in trained)
+              in_training)
     np.savez(os.path.join(out_dir, f"{name}_attention.npz"), **{
         k.replace("/", "_"): v for k, v in attention.items()})
     paths.append(png)

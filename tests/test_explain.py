@@ -93,6 +93,19 @@ def test_gradcam_out_is_the_forward_pass(tiny, target):
                                       classes=[0], target=target)
 
 
+def test_branch_maps_add_up_to_the_fused_map(tiny):
+  # The branch targets explain the features the (add) fusion takes, after
+  # each branch's final LayerNorm: the signed maps add up exactly.
+  model, variables, frames, keyframes = tiny
+  signed = {t: np.asarray(explain.gradcam(
+      model, variables, frames, keyframes, classes=[0, 3], target=t,
+      return_signed=True)["signed"]) for t in ("fused", "entire", "detail")}
+  np.testing.assert_allclose(signed["fused"],
+                             signed["entire"] + signed["detail"],
+                             rtol=1e-4, atol=1e-5)
+  assert np.abs(signed["entire"]).max() > 1e-3
+
+
 def test_attention_maps_and_panel(tiny, tmp_path):
   model, variables, frames, keyframes = tiny
   _, out = model.apply(variables, frames, keyframes)

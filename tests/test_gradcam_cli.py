@@ -95,6 +95,7 @@ def test_run_writes_panels_for_every_held_out_clip(run_dir):
       mine = [np.load(out_dir / f"{n}_cams.npy")[c] for n in names
               if labels[n] == c]
       assert means["counts"][c] == len(mine)
+      assert means["empty"][c] == sum(not m.any() for m in mine)
       if mine:
         np.testing.assert_allclose(means["cams"][c], np.mean(mine, 0),
                                    rtol=1e-5, atol=1e-6)
@@ -146,6 +147,12 @@ def test_training_clips_come_from_the_model_provenance(run_dir):
   s01 = set(np.flatnonzero(clips.subjects == "synthetic/s01").tolist())
   assert trained and not trained & s01
   assert trained | s01 == set(range(len(clips.labels)))
+  # Trusted only for a model of this dataset: another one's record says
+  # nothing about these clips.
+  cfg = tiny_loso_config(workdir.parent / "tfds")
+  assert gradcam.training_clips(clips, model, cfg) == trained
+  cfg.data.dataset = "smic_hs"
+  assert gradcam.training_clips(clips, model, cfg) is None
 
 
 @pytest.mark.parametrize("kwargs,error,pattern", [

@@ -1,11 +1,15 @@
 """On-device training augmentation, one random draw per clip.
 
-The paper's online augmentation: horizontal flip, random crop (the released
-code pads 4 px with edge values and crops back to H x W) and a rotation in
-[-4, +4] degrees. All three are one affine map of the sampling grid, so each
-clip is resampled once (bilinear, coordinates clamped to the border = edge
-padding) and every frame of the clip gets the same map, which keeps motion
-between frames intact.
+The paper's online augmentation, as the released code chains it
+(torchvision): horizontal flip (p = 0.5), then `RandomRotation(4)` (a
+rotation in [-4, +4] degrees about the centre, nearest neighbour, black
+outside the rotated image), then `RandomCrop(S, padding=4,
+padding_mode='edge')` (a shift of up to 4 px with edge values). The chain is
+one map of the sampling grid, so every frame of a clip is resampled once
+with the same map and motion between frames is kept: nearest neighbour only
+moves pixels, it never blends them (bilinear resampling low-pass filters the
+frame differences of every training clip, about 40 % of their high-frequency
+content at 224 px, while held-out clips stay sharp).
 """
 
 import jax
@@ -25,43 +29,32 @@ def draw(key, batch: int):
   return flip, shift, angle
 
 
-def _bilinear(img, ys, xs):
-  """img (k, H, W, C); ys, xs (H, W) source coordinates, clamped."""
-  h, w = img.shape[1:3]
-  ys = jnp.clip(ys, 0.0, h - 1.0)
-  xs = jnp.clip(xs, 0.0, w - 1.0)
-  y0 = jnp.floor(ys)
-  x0 = jnp.floor(xs)
-  wy = (ys - y0)[None, ..., None]
-  wx = (xs - x0)[None, ..., None]
-  y0 = y0.astype(jnp.int32)
-  x0 = x0.astype(jnp.int32)
-  y1 = jnp.minimum(y0 + 1, h - 1)
-  x1 = jnp.minimum(x0 + 1, w - 1)
-  g = lambda yy, xx: img[:, yy, xx]
-  return ((1 - wy) * ((1 - wx) * g(y0, x0) + wx * g(y0, x1))
-          + wy * ((1 - wx) * g(y1, x0) + wx * g(y1, x1)))
-
-
 def transform_clip(clip, flip, shift, angle):
-  """One clip (k, H, W, C) through one flip / crop / rotation draw.
+  """One clip (k, H, W, C) through one flip / rotation / crop draw.
 
-  Output pixel (y, x) samples the input at R(angle) about the centre of
-  (y + dy, x' + dx), where x' = W - 1 - x when flipped. A crop of the
-  4-px edge-padded image at offset (PAD + dy, PAD + dx) is exactly a shift
-  by (dy, dx) with clamped coordinates.
+  Output pixel p = (y, x) is the crop of the edge-padded rotated image:
+  q = clamp(p + shift). The rotated image at q is the flipped image at the
+  nearest pixel to R(angle) q about the centre, or 0 when that falls outside
+  the image; the flipped image at (y, x) is the clip at (y, W - 1 - x).
+  Pixel for pixel what torchvision's hflip, rotate (NEAREST, fill 0) and an
+  edge-padded crop give (tests/test_augment.py).
   """
   h, w = clip.shape[1:3]
   yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32),
                         jnp.arange(w, dtype=jnp.float32), indexing="ij")
-  xx = jnp.where(flip, (w - 1) - xx, xx)
-  yy = yy + shift[0]
-  xx = xx + shift[1]
+  yy = jnp.clip(yy + shift[0], 0.0, h - 1.0)
+  xx = jnp.clip(xx + shift[1], 0.0, w - 1.0)
   cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+  # A positive angle turns the image counter-clockwise, as torchvision's.
   c, s = jnp.cos(angle), jnp.sin(angle)
-  ys = cy + c * (yy - cy) - s * (xx - cx)
-  xs = cx + s * (yy - cy) + c * (xx - cx)
-  return _bilinear(clip, ys, xs).astype(clip.dtype)
+  ys = jnp.round(cy + c * (yy - cy) + s * (xx - cx)).astype(jnp.int32)
+  xs = jnp.round(cx - s * (yy - cy) + c * (xx - cx)).astype(jnp.int32)
+  inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+  ys = jnp.clip(ys, 0, h - 1)
+  xs = jnp.clip(xs, 0, w - 1)
+  xs = jnp.where(flip, (w - 1) - xs, xs)
+  out = clip[:, ys, xs]
+  return jnp.where(inside[None, ..., None], out, jnp.zeros_like(out))
 
 
 def augment(key, clips):

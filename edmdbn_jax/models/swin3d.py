@@ -325,5 +325,7 @@ class SwinBackbone3D(nn.Module):
       if i < len(self.depths) - 1:
         x = PatchMerging(dtype=self.dtype, name=f"layers_{i}_downsample")(x)
     x = LayerNorm(dtype=self.dtype, name="norm")(x)
+    if self.gradcam_hooks:
+      x = self.perturb("features", x)
     out["features"] = x
     return x, out
