@@ -101,9 +101,11 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
         lambda p: hooked.apply({**params, "perturbations": p}, frames,
                                keyframes), zeros, has_aux=True)
     # The branch's features as the fusion takes them (after its final
-    # LayerNorm); temporal tokens: average features and gradients over D.
+    # LayerNorm). Temporal tokens: the features averaged over D, with the
+    # gradient with respect to that average (the sum over D: the fusion
+    # reads the detail branch through its temporal mean).
     feature = jnp.mean(out[target]["features"], 1)
-    grads = jnp.mean(
+    grads = jnp.sum(
         _class_cotangents(vjp, logits, classes)[0][target]["features"], 2)
   signed = jnp.moveaxis(jax.vmap(lambda g: signed_cam(
       feature.astype(jnp.float32), g.astype(jnp.float32)))(grads), 0, 1)

@@ -269,10 +269,13 @@ least 3x the PyTorch model's at batch 4; inference at batch 1 under 3 ms per
 clip; bf16 training at 35 % or more of peak.
 
 - **GPU rows: still to be measured.** No GPU has been lent to the sessions
-  so far. On a lent H100/H200, in one device call:
+  so far. On a lent H100/H200:
   `bash benchmarks/device/fetch_wheels.sh` here first (wheels the GPU image
   lacks, about 10 MB, for its Python 3.12), then
-  `run(command="bash benchmarks/device/run.sh", carry=[".whl"])`: the paper
+  `run(command="bash benchmarks/device/run.sh", carry=[".whl"])` (one call
+  may run 10 minutes; if the steps do not fit, `STEPS=bf16`, then
+  `STEPS=loso`, then `STEPS=fp32` in separate calls, copying the returned
+  result files in between, as run.sh explains): the paper
   config in bf16 with the PyTorch side-by-side
   (`--sections=train,infer,torch`), then the 60-epoch LOSO row
   (`--sections=loso`), then the float32 row, each step saving its result

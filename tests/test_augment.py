@@ -65,6 +65,22 @@ def test_pixels_are_moved_never_blended():
       assert set(np.unique(y[b, k])) <= set(np.unique(x[b, k])) | {0.0}
 
 
+def test_equals_stored_torchvision_output():
+  """The released chain's output as torchvision 0.29 gave it (hflip, rotate
+  NEAREST fill 0, edge pad 4 and crop), stored in tests/data by the test
+  below's code, so the check runs where torchvision is not installed."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  ref = np.load(pathlib.Path(__file__).parent / "data" /
+                "torchvision_augment.npz")
+  img = jnp.asarray(ref["image"][None].astype(np.float32))
+  assert len(ref["cases"]) == 18
+  for (flip, deg, dy, dx), want in zip(ref["cases"], ref["outputs"]):
+    got = augment.transform_clip(img, bool(flip),
+                                 jnp.array([dy, dx], jnp.float32),
+                                 np.radians(deg))
+    np.testing.assert_array_equal(np.asarray(got)[0], want)
+
+
 def test_equals_the_released_torchvision_chain():
   torch = pytest.importorskip("torch")
   tf = pytest.importorskip("torchvision.transforms.functional")
