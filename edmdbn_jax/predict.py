@@ -1,7 +1,7 @@
 """Prediction on new material: a video file or a folder of frames.
 
   from edmdbn_jax import predict
-  p = predict.Predictor("runs/casme2_5class_paper/final_model")
+  p = predict.Predictor("runs/casme2_5class_paper_final/final_model")
   result = p.predict_video("clip.mp4")            # keyframes estimated
   result = p.predict_frames("frames/", onset=46, apex=59, offset=86)
   print(result.probabilities, result.predicted)

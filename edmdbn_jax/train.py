@@ -571,6 +571,13 @@ def validate(config):
     raise errors.ConfigError(
         f"model.init={config.model.init!r}: use "
         f"{' | '.join(init_lib.SCHEMES)}.")
+  if int(t.seed) < 0:
+    raise errors.ConfigError(f"train.seed={t.seed}: must be >= 0.")
+  if t.get("final_model", False):
+    if tuple(t.get("folds", ()) or ()):
+      raise errors.ConfigError(
+          "train.final_model trains one model on every subject: leave out "
+          f"--folds ({', '.join(t.folds)}).")
   fp = str(t.fold_parallel)
   if fp != "auto" and (not fp.isdigit() or int(fp) < 1):
     raise errors.ConfigError(

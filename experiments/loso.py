@@ -13,7 +13,9 @@ error. Running the same command again resumes; the run directory defaults to
 `runs/<dataset>_<K>class_<variant>[_<ablation>]`.
 """
 
+import hashlib
 import os
+import re
 import sys
 
 from absl import app
@@ -29,12 +31,34 @@ from edmdbn_jax.datasets import BUILDERS
 DEFAULT_CLASSES = {"synthetic": 5, "casme2": 5, "samm": 5, "mmew": 5,
                    "smic_hs": 3, "megc2019_composite": 3}
 
+def _say_and_exit(e: Exception):
+  """A bad --config said in one line (run as a script only)."""
+  inner = e
+  while inner.args and isinstance(inner.args[0], BaseException):
+    inner = inner.args[0]  # AttributeError(KeyError(...)) and the like
+  text = (inner.args[0] if inner.args and isinstance(inner.args[0], str)
+          else str(inner))
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  # ml_collections embeds the config module's traceback: its last line.
+  msg = lines[-1] if "Traceback" in text else " ".join(lines)
+  print(f"error: bad flag or --config: {msg or repr(e)}\nSee --help.",
+        file=sys.stderr)
+  sys.exit(2)
+
+
 CONFIG_FILE = edmdbn_config.__file__
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", f"{CONFIG_FILE}:auto", "Config file and variant, e.g. "
-    "edmdbn_jax/configs/edmdbn.py:paper (default 'auto': tiny on synthetic "
-    "data, paper otherwise). Fields can be set with --config.<path>=value.",
-    lock_config=False)
+try:
+  # ml_collections reads the --config.<path> overrides in sys.argv here, at
+  # definition: a misspelt path fails now, not during flag parsing.
+  _CONFIG = config_flags.DEFINE_config_file(
+      "config", f"{CONFIG_FILE}:auto", "Config file and variant, e.g. "
+      "edmdbn_jax/configs/edmdbn.py:paper (default 'auto': tiny on synthetic "
+      "data, paper otherwise). Fields can be set with --config.<path>=value.",
+      lock_config=False)
+except (AttributeError, KeyError, ValueError) as e:
+  if __name__ != "__main__":
+    raise
+  _say_and_exit(e)
 _DATASET = flags.DEFINE_enum("dataset", "synthetic", sorted(BUILDERS),
                              "Dataset to run LOSO on.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.")
@@ -147,14 +171,15 @@ def resolve_config(argv_flags=flags.FLAGS):
           f"{config.data.dataset}.")
     dataset = config.data.dataset
   if config.get("variant") == "auto":
-    # The variant that fits the dataset, with every --config.* override
-    # given on the command line applied to it.
+    # The variant that fits the dataset, with the overrides of the --config
+    # string ('auto,epochs=60': applied as written, also where they equal
+    # the auto defaults) and every --config.* override applied to it.
     variant = "tiny" if dataset == "synthetic" else "paper"
-    defaults = edmdbn_config.flatten(edmdbn_config.get_config("auto"))
-    overrides = {k: v for k, v in edmdbn_config.flatten(config).items()
-                 if defaults.get(k) != v and k != "variant"}
-    overrides.update(_overrides(argv_flags, config))
-    config = edmdbn_config.get_config(variant)
+    spec = getattr(argv_flags["config"], "config_filename", "") or ""
+    in_string = ([p for p in spec.rsplit(":", 1)[1].split(",") if "=" in p]
+                 if ":" in spec else [])
+    overrides = _overrides(argv_flags, config)
+    config = edmdbn_config.get_config(",".join([variant] + in_string))
     for path, value in overrides.items():
       _set(config, path, value)
   if dataset not in BUILDERS:
@@ -185,7 +210,29 @@ def resolve_config(argv_flags=flags.FLAGS):
   return config
 
 
+# Settings the default run directory names one by one (or that do not
+# change what a run computes: train.RESUME_INVARIANT, data paths).
+_NAMED = {"variant", "data.dataset", "model.num_classes",
+          "model.accumulated_attention", "model.branches", "model.fusion",
+          "model.motion", "data.temporal", "model.dtype", "train.seed",
+          "train.final_model", "data.data_dir", "data.manual_dir"}
+
+
+def other_settings(config) -> list:
+  """(path, value) of every setting that differs from the config variant's
+  defaults and that the run directory name does not already say."""
+  base = edmdbn_config.flatten(edmdbn_config.get_config(
+      config.get("variant", "paper")))
+  now = edmdbn_config.flatten(config)
+  skip = _NAMED | set(train.RESUME_INVARIANT)
+  return sorted((k, v) for k, v in now.items()
+                if k not in skip and base.get(k) != v)
+
+
 def default_workdir(config) -> str:
+  """runs/<dataset>_<K>class_<variant>[_<ablation>...][_bf16][_seed<N>]
+  [_<other settings>][_final]: two runs that compute different things
+  never share a default directory (a directory refuses another config)."""
   m = config.model
   parts = [config.data.dataset, f"{m.num_classes}class", config.variant]
   if not m.accumulated_attention:
@@ -202,6 +249,13 @@ def default_workdir(config) -> str:
     parts.append("bf16" if m.dtype == "bfloat16" else m.dtype)
   if int(config.train.seed) != 0:
     parts.append(f"seed{config.train.seed}")
+  other = other_settings(config)
+  if other:
+    # Readable when short ('epochs30'), else a digest of the settings.
+    text = "_".join(re.sub(r"[^A-Za-z0-9.]+", "-", f"{k.split('.')[-1]}{v}")
+                    .strip("-") for k, v in other)
+    parts.append(text if len(text) <= 32 else "cfg" + hashlib.sha1(
+        repr(other).encode()).hexdigest()[:8])
   if config.train.final_model:
     parts.append("final")
   return os.path.join("runs", "_".join(str(p) for p in parts))
@@ -217,11 +271,22 @@ def main(argv):
     config = resolve_config()
     workdir = _WORKDIR.value or default_workdir(config)
     logging.info("Config:\n%s", config)
-    print(f"LOSO on {config.data.dataset} ({config.model.num_classes} "
-          f"classes, {config.variant} config), run directory {workdir}",
+    what = ("Final model (trained on all subjects)"
+            if config.train.final_model else "LOSO")
+    other = ", ".join(f"{k}={v}" for k, v in other_settings(config))
+    print(f"{what} on {config.data.dataset} ({config.model.num_classes} "
+          f"classes, {config.variant} config"
+          f"{'; ' + other if other else ''}), run directory {workdir}",
           flush=True)
+    if config.train.final_model and config.train.selection != "fixed":
+      print(f"Note: the final model keeps the last epoch (no subject is held "
+            f"out to select on); --selection={config.train.selection} "
+            "applies to LOSO scoring only.", flush=True)
     results = train.train_and_evaluate(config, workdir)
   except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # e.g. --workdir names a file
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   if "final_model" in results:
@@ -236,5 +301,14 @@ def main(argv):
         "OTHER_RUN ...")
 
 
+def _parse_flags(argv):
+  """absl's flag parsing, with a bad --config (an unknown variant, a
+  misspelt --config.<path>) said in one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except
+    _say_and_exit(e)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -96,6 +96,8 @@ def test_final_model_is_saved_and_loadable(data_dir, tmp_path):
   r = run_loso("--final_model", "--epochs=1", "--warmup_epochs=0",
                "--selection=test_best", data_dir=data_dir, workdir=work)
   assert r.returncode == 0, r.stderr[-3000:]
+  assert "Final model (trained on all subjects) on synthetic" in r.stdout
+  assert "--selection=test_best applies to LOSO scoring only" in r.stdout
   model, variables, config, names = checkpoints.load_model(
       str(work / "final_model"))
   assert len(names) == 5 and config.train.final_model
@@ -116,6 +118,48 @@ def test_default_workdir_names_seed_and_dtype():
   cfg.model.accumulated_attention = False
   assert loso.default_workdir(cfg) == os.path.join(
       "runs", "synthetic_5class_tiny_noaa_bf16_seed1")
+  # Any other setting that changes what is computed is named too (a quick
+  # 1-epoch try must not take over the real run's directory); settings
+  # that only schedule the work are not.
+  cfg.train.epochs = 1
+  cfg.train.fold_parallel = "2"
+  assert loso.default_workdir(cfg) == os.path.join(
+      "runs", "synthetic_5class_tiny_noaa_bf16_seed1_epochs1")
+  cfg.model.depths = (1, 1, 1)
+  cfg.data.image_size = 32
+  cfg.train.learning_rate = 3e-4
+  name = os.path.basename(loso.default_workdir(cfg))
+  assert name.startswith("synthetic_5class_tiny_noaa_bf16_seed1_cfg")
+  cfg.train.learning_rate = 2e-4
+  assert os.path.basename(loso.default_workdir(cfg)) != name
+
+
+def test_bad_settings_are_one_line_errors(data_dir, tmp_path):
+  cases = [
+      (["--config=edmdbn_jax/configs/edmdbn.py:huge"], "variant"),
+      (["--config.model.fusoin=concat"], "fusoin"),
+      (["--seed=-1"], "train.seed=-1: must be >= 0"),
+      (["--final_model", "--folds=s01"], "leave out --folds"),
+  ]
+  for args, message in cases:
+    r = run_loso(*args, data_dir=data_dir, workdir=tmp_path / "w")
+    assert r.returncode == 2, (args, r.stderr[-2000:])
+    assert message in r.stderr and "Traceback" not in r.stderr, (
+        args, r.stderr[-2000:])
+  assert not (tmp_path / "w").exists()  # refused before any work
+  # An override in the --config string applies as written, also where it
+  # equals the 'auto' defaults (paper's 60 epochs on the tiny variant), and
+  # the default run directory says so.
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  r = subprocess.run(
+      [sys.executable, "-m", "experiments.loso",
+       "--config=edmdbn_jax/configs/edmdbn.py:auto,epochs=60",
+       "--dataset=synthetic", "--config.data.variant=test",
+       "--config.data.image_size=32", f"--data_dir={data_dir}",
+       "--folds=nobody"], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=600)
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert "train.epochs=60" in r.stdout and "unknown subjects" in r.stderr
 
 
 def test_loso_on_a_fabricated_casme2_tree(tmp_path):
