@@ -91,7 +91,7 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
       raise ValueError(f"The model has no {target} branch "
                        f"(branches={model.branches!r}).")
     hooked = model.clone(gradcam_hooks=True)
-    # Zero perturbations shaped like the stage outputs (no compute).
+    # A zero perturbation shaped like each branch's features (no compute).
     shapes = jax.eval_shape(
         lambda: hooked.apply(params, frames, keyframes,
                              mutable=["perturbations"])[1])

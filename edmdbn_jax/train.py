@@ -674,15 +674,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Written once the folds are known to exist (a --folds typo leaves no
   # run directory behind).
   check_workdir(config, workdir)
-  todo = [f for f in folds if load_fold_result(workdir, f) is None]
   # Finished folds trained on other data are refused now, not after the
   # remaining folds have trained: scoring checks (and scores) every finished
   # fold of the workdir, also those a --folds subset leaves out.
+  everyone = folds if final_model else plan_folds(config, clips)
+  stored = {f.name: load_fold_result(workdir, f) for f in everyone}
+  todo = [f for f in folds if stored[f.name] is None]
   if not final_model:
-    done = [(f, r) for f in plan_folds(config, clips)
-            for r in [load_fold_result(workdir, f)] if r is not None]
-    check_fold_data(workdir, [f for f, _ in done], [r for _, r in done],
-                    clips)
+    done = [f for f in everyone if stored[f.name] is not None]
+    check_fold_data(workdir, done, [stored[f.name] for f in done], clips)
   logging.info("%d folds, %d already finished, %d to train.", len(folds),
                len(folds) - len(todo), len(todo))
 
@@ -799,13 +799,6 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
       r = m.restore(start, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract),
           history=ocp.args.JsonRestore()))
-      if "train_fingerprint" not in r["history"]:
-        logging.warning(
-            "The resume state in %s was saved before resume states recorded "
-            "their data (2026-12-02): that its first %d epochs trained on "
-            "the data %s gives now cannot be checked. Delete %s to retrain "
-            "the fold if the dataset was rebuilt since.", m.directory, start,
-            clips.name, os.path.dirname(str(m.directory)))
       try:
         check_resume_data(m.directory, group[i], r["history"],
                           fingerprints[i], clips)
@@ -990,23 +983,24 @@ def _clip_digests(clips) -> List[str]:
 _DIGESTS = {}
 
 
+def _fingerprint(clip_digests) -> str:
+  h = hashlib.sha256()
+  for d in clip_digests:
+    h.update(d.encode())
+  return h.hexdigest()
+
+
 def train_fingerprint(fold, clips) -> str:
   """A digest of the fold's training clips, labels and frames (order-free)."""
   digests = _clip_digests(clips)
-  h = hashlib.sha256()
-  for d in sorted(digests[i] for i in fold.train_idx.tolist()):
-    h.update(d.encode())
-  return h.hexdigest()
+  return _fingerprint(sorted(digests[i] for i in fold.train_idx.tolist()))
 
 
 def heldout_fingerprint(fold, clips) -> str:
   """A digest of the fold's held-out clips, labels and frames, in order (the
   order of the stored logits)."""
   digests = _clip_digests(clips)
-  h = hashlib.sha256()
-  for i in fold.test_idx.tolist():
-    h.update(digests[i].encode())
-  return h.hexdigest()
+  return _fingerprint(digests[i] for i in fold.test_idx.tolist())
 
 
 def data_fingerprints(fold, clips) -> Dict[str, str]:
@@ -1019,7 +1013,15 @@ def check_resume_data(directory, fold, saved, now, clips):
   """Refuses to resume a fold from state saved while training (or
   evaluating) on other clips or frames than `clips` gives it now: its
   earlier epochs would be of the old data and its result.json of the new.
-  State saved before 2026-12-02 records no fingerprints and is resumed."""
+  State saved before 2026-12-02 records no fingerprints: resumed, with a
+  warning."""
+  if "train_fingerprint" not in saved:
+    logging.warning(
+        "The resume state in %s was saved before resume states recorded "
+        "their data (2026-12-02): that its epochs trained on the data %s "
+        "gives now cannot be checked. Delete %s to retrain the fold if the "
+        "dataset was rebuilt since.", directory, clips.name,
+        os.path.dirname(str(directory)))
   changed = [what for key, what in (("train_fingerprint", "training"),
                                     ("heldout_fingerprint", "held-out"))
              if saved.get(key) not in (None, now[key])]

@@ -38,19 +38,16 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
-from ml_collections import config_flags
-
-from edmdbn_jax.configs import edmdbn as edmdbn_config
 import numpy as np
 
 from edmdbn_jax import errors
 from edmdbn_jax import profiling
 from edmdbn_jax.models import from_config
 from edmdbn_jax import train
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -58,11 +55,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defines the command-line flags; called only when run as a script (see
   experiments.gradcam.define_flags)."""
-  config_flags.DEFINE_config_file(
-      "config", f"{edmdbn_config.__file__}:tiny", "Model config.",
-      lock_config=False)
-  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                    "Compute dtype (default: the config's).")
+  cli.define_model_flags("tiny")
   flags.DEFINE_integer("fold_parallel", 4,
                        "Folds at once for the parallel row.")
   flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
@@ -425,17 +418,11 @@ def _sections():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    # Orbax logs every checkpoint at INFO; the figures should stay readable.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_orbax_logs()
   config = FLAGS.config
   dtype = FLAGS.dtype or config.model.dtype
   config.model.dtype = dtype
-  try:
-    from_config(config.model)  # a bad config, said plainly
-  except errors.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.check_model_config_or_exit(config.model)
   sections = _sections()
   device = profiling.device_description()
   name = FLAGS.name or "_".join(

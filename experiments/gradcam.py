@@ -24,7 +24,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,6 +33,7 @@ from edmdbn_jax import errors
 from edmdbn_jax import explain
 from edmdbn_jax import train
 from edmdbn_jax.data import temporal
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -318,9 +318,9 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     name = str(clips.clips[i]).replace("/", "_")
     label = class_names[int(clips.labels[i])]
     pred = class_names[int(probs.argmax())]
-    seen = (" [training status unknown]" if trained is None else
-            " [training clip]" if i in trained else "")
     in_training = None if trained is None else i in trained
+    seen = {None: " [training status unknown]", True: " [training clip]",
+            False: ""}[in_training]
     png = os.path.join(out_dir, f"{name}.png")
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,
@@ -346,9 +346,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    # Orbax logs every checkpoint read at INFO.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_orbax_logs()
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required.")
   try:

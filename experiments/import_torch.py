@@ -17,7 +17,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from edmdbn_jax.configs import edmdbn as edmdbn_config
@@ -25,6 +24,7 @@ from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax.interop import torch_reference
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -125,9 +125,7 @@ def check_output(workdir: str, overwrite: bool):
 
 def main(argv):
   del argv
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    # Orbax logs every checkpoint write at INFO.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_orbax_logs()
   config = FLAGS.config
   if not FLAGS.checkpoint or not FLAGS.workdir:
     raise app.UsageError("--checkpoint and --workdir are required.")

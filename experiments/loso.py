@@ -27,9 +27,11 @@ from edmdbn_jax import errors
 from edmdbn_jax import train
 from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax.datasets import BUILDERS
+from experiments import cli
 
 DEFAULT_CLASSES = {"synthetic": 5, "casme2": 5, "samm": 5, "mmew": 5,
                    "smic_hs": 3, "megc2019_composite": 3}
+
 
 def _say_and_exit(e: Exception):
   """A bad --config said in one line (run as a script only)."""
@@ -264,9 +266,7 @@ def default_workdir(config) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    # Orbax logs every checkpoint step at INFO; the progress bar says enough.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_orbax_logs()
   try:
     config = resolve_config()
     workdir = _WORKDIR.value or default_workdir(config)
@@ -283,10 +283,7 @@ def main(argv):
             f"out to select on); --selection={config.train.selection} "
             "applies to LOSO scoring only.", flush=True)
     results = train.train_and_evaluate(config, workdir)
-  except errors.EdmdbnError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except OSError as e:  # e.g. --workdir names a file
+  except (errors.EdmdbnError, OSError) as e:  # OSError: --workdir a file
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   if "final_model" in results:

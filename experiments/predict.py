@@ -18,10 +18,10 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from edmdbn_jax import errors
 from edmdbn_jax import predict
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -56,9 +56,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
-    # Orbax logs every checkpoint read at INFO.
-    logging.set_verbosity(logging.WARNING)
+  cli.quiet_orbax_logs()
   if not FLAGS.checkpoint:
     raise app.UsageError("--checkpoint is required.")
   if bool(FLAGS.video) == bool(FLAGS.frames):

@@ -8,17 +8,11 @@ that only ever see zero padding. The paper's Table 4 reports 50.8 M because
 the released model also builds a 6,508,550-parameter ViT it never calls.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
-from edmdbn_jax.configs import edmdbn as edmdbn_config
-
-from edmdbn_jax import errors
 from edmdbn_jax import profiling
-from edmdbn_jax.models import from_config
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -26,24 +20,16 @@ FLAGS = flags.FLAGS
 def define_flags():
   """Defines the command-line flags; called only when run as a script (see
   experiments.gradcam.define_flags)."""
-  config_flags.DEFINE_config_file(
-      "config", f"{edmdbn_config.__file__}:paper", "Model config.",
-      lock_config=False)
+  cli.define_model_flags("paper")
   flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
   flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
-  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
-                    "Compute dtype (default: the config's).")
 
 
 def main(argv):
   del argv
   config = FLAGS.config
   dtype = FLAGS.dtype or config.model.dtype
-  try:
-    from_config(config.model, dtype=dtype)  # a bad config, said plainly
-  except errors.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  cli.check_model_config_or_exit(config.model, dtype)
   counts = profiling.param_counts(config)
   print(f"EDMDBN {config.get('variant', '?')}: {config.data.image_size} px, "
         f"T={config.data.num_frames}, {config.model.num_classes} classes, "

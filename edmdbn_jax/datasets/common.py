@@ -754,18 +754,29 @@ def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
 
 
 def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
-                 numbers: Sequence[int], apex: int, preprocessor,
-                 max_frames: int) -> dict[str, Any]:
+                 numbers: Sequence[int], apex: int, preprocessors: Sequence,
+                 max_frames: int) -> tuple[dict[str, Any], int]:
   """Reads, aligns and packs one clip as a `clip_features` example.
 
+  Args:
+    preprocessors: FacePreprocessors tried in order while one finds no face
+      (the frames are read once); the last one's NoFaceError propagates.
+
   Returns:
-    The example dict; `frames` uint8 (N, S, S, 3), N <= max_frames, with
-    onset at index 0, offset at N - 1.
+    (example, i): the example dict, `frames` uint8 (N, S, S, 3),
+    N <= max_frames, with onset at index 0, offset at N - 1; and the index
+    of the preprocessor that made it.
   """
   from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
   kept, apex_idx = choose_stored_frames(numbers, apex, max_frames)
   images = [pio.load_image(available[n]) for n in kept]
-  frames = preprocessor.process_clip(images, clip=rec.key)
+  for used, preprocessor in enumerate(preprocessors):
+    try:
+      frames = preprocessor.process_clip(images, clip=rec.key)
+      break
+    except NoFaceError:
+      if used == len(preprocessors) - 1:
+        raise
   frames = np.asarray(frames, dtype=np.uint8)
   return {
       "frames": frames,
@@ -780,7 +791,7 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
       "dataset": rec.dataset,
       "clip": rec.clip,
       "action_units": rec.action_units,
-  }
+  }, used
 
 
 def check_unique(records: Sequence[ClipRecord]):
@@ -1067,20 +1078,12 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         continue
       onset_file = available[resolved[0][0]]
       try:
-        try:
-          example = make_example(rec, available, *resolved,
-                                 preprocessor=preprocessor(rec.align, 0),
-                                 max_frames=cfg.max_frames)
-        except NoFaceError:
-          # dlib's detector misses faces under about 80 px at its native
-          # scale; one upsampling pass finds them (slower, so only here).
-          example = make_example(rec, available, *resolved,
-                                 preprocessor=preprocessor(rec.align, 1),
-                                 max_frames=cfg.max_frames)
-          report.repair(rec, "face_found_with_upsampling",
-                        f"no face found in the onset frame {onset_file} at "
-                        "the detector's native scale; found with one "
-                        "upsampling pass (a small face: check the crop)")
+        # dlib's detector misses faces under about 80 px at its native
+        # scale; one upsampling pass finds them (slower, so only then).
+        example, upsampled = make_example(
+            rec, available, *resolved,
+            preprocessors=[preprocessor(rec.align, u) for u in (0, 1)],
+            max_frames=cfg.max_frames)
       except NoFaceError:
         report.skip(rec, no_face_reason(onset_file))
         continue
@@ -1091,6 +1094,11 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         report.skip(rec, f"{e} Fix it, then rebuild: "
                     f"{self.rebuild_command()}.")
         continue
+      if upsampled:
+        report.repair(rec, "face_found_with_upsampling",
+                      f"no face found in the onset frame {onset_file} at "
+                      "the detector's native scale; found with one "
+                      "upsampling pass (a small face: check the crop)")
       report.keep(rec)
       yield rec.key, example
     self.finish_report(report)

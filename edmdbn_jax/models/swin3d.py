@@ -289,8 +289,8 @@ class SwinBackbone3D(nn.Module):
   drop_path_rate: float = 0.2
   token_attention: bool = True
   accumulate: bool = True
-  # Adds a zero 'perturbations' variable to each stage output so Grad-CAM
-  # can differentiate w.r.t. it (Flax's `perturb`); off for training.
+  # Adds a zero 'perturbations' variable to the final features so Grad-CAM
+  # can differentiate w.r.t. them (Flax's `perturb`); off for training.
   gradcam_hooks: bool = False
   dtype: Dtype = jnp.float32
 
@@ -319,8 +319,6 @@ class SwinBackbone3D(nn.Module):
             self.accumulate, dtype=self.dtype, name=f"layers_{i}_sa_atten")(
                 x, attention)
         out[f"attention{i + 1}"] = attention
-      if self.gradcam_hooks:
-        x = self.perturb(f"stage{i + 1}", x)
       out[f"stage{i + 1}"] = x
       if i < len(self.depths) - 1:
         x = PatchMerging(dtype=self.dtype, name=f"layers_{i}_downsample")(x)
