@@ -376,6 +376,17 @@ def test_build_from_a_relative_manual_dir_loads_by_absolute_path(
   assert len(again) == len(ex)
 
 
+def test_first_build_logs_no_tfds_variant_folder_warning(tmp_path, caplog):
+  # tfds warned 'Variant folder ... has no dataset_info.json' before every
+  # first build: the is-it-built check ran on the folder tfds had just made.
+  fabricate.fabricate_casme2(tmp_path / "m", sheets=("2014",))
+  with caplog.at_level(logging.WARNING):
+    builder, ex, _ = _build("casme2", tmp_path / "m", tmp_path / "d", 5)
+  assert ex and datasets.is_built(builder)
+  assert "Variant folder" not in caplog.text
+  assert f"{len(ex)} clips" in caplog.text  # The build summary still shows.
+
+
 def test_prepared_dataset_refused_when_the_sheet_no_longer_parses(
     tmp_path, monkeypatch):
   manual = tmp_path / "m"

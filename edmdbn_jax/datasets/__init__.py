@@ -43,6 +43,14 @@ def builder_class(name: str):
   return getattr(importlib.import_module(module), cls)
 
 
+def is_built(builder) -> bool:
+  """`builder.is_prepared()`, without tfds's warning 'Variant folder ... has
+  no dataset_info.json' for a build not made yet (tfds creates the empty
+  version folder when the builder is constructed)."""
+  return ((builder.data_path / "dataset_info.json").exists()
+          and builder.is_prepared())
+
+
 def get_builder(name: str, *, num_classes: int, image_size: int,
                 data_dir: Optional[str] = None,
                 manual_dir: Optional[str] = None, variant: str = "",
@@ -81,7 +89,7 @@ def load(name: str, *, num_classes: int, image_size: int,
   # A build made by an earlier call is checked against the manual directory
   # now (tfds would reuse it whatever changed); one made here is not.
   if (manual_dir and hasattr(builder, "check_build")
-      and builder.is_prepared()):
+      and is_built(builder)):
     builder.check_build(manual_dir)
   if build:
     dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir)

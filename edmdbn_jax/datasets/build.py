@@ -51,7 +51,7 @@ def main(argv: Sequence[str]) -> None:
                 data_dir=datasets.resolve_data_dir(_DATA_DIR.value),
                 file_format="array_record")
   try:
-    if builder.is_prepared() and not _OVERWRITE.value:
+    if datasets.is_built(builder) and not _OVERWRITE.value:
       # tfds would reuse it silently, whatever changed in the manual
       # directory since (a frame supplied for a skipped clip, say).
       checked = "not checked against a manual directory (none given)"
