@@ -247,14 +247,17 @@ def epoch_schedule(fold: Fold, epoch: int, batch: int, seed: int,
   """(steps, B) clip indices, mask and (steps,) active flags for one epoch.
 
   The order depends on (seed, fold, epoch) only. Steps past the fold's own
-  count are inactive; a short last batch is padded (mask False).
+  count are inactive; a short last batch is padded (mask False). Padding
+  and inactive slots repeat one of the fold's training clips, so a batch
+  never gathers a held-out clip, even masked.
   """
   rng = np.random.default_rng([seed, fold.index, epoch])
   order = fold.train_idx[rng.permutation(len(fold.train_idx))]
   n_own = fold.steps_per_epoch(batch)
-  idx = np.zeros((steps, batch), np.int32)
+  fill = order[0] if len(order) else 0
+  idx = np.full((steps, batch), fill, np.int32)
   mask = np.zeros((steps, batch), bool)
-  flat = np.zeros(n_own * batch, np.int32)
+  flat = np.full(n_own * batch, fill, np.int32)
   flat[:len(order)] = order
   m = np.zeros(n_own * batch, bool)
   m[:len(order)] = True
@@ -265,8 +268,9 @@ def epoch_schedule(fold: Fold, epoch: int, batch: int, seed: int,
 
 
 def eval_schedule(indices: np.ndarray, batches: int, batch: int):
-  """Pads `indices` to (batches, batch) with a mask."""
-  idx = np.zeros(batches * batch, np.int32)
+  """Pads `indices` to (batches, batch) with a mask; padding repeats the
+  first index (a clip of the same held-out subject)."""
+  idx = np.full(batches * batch, indices[0] if len(indices) else 0, np.int32)
   mask = np.zeros(batches * batch, bool)
   idx[:len(indices)] = indices
   mask[:len(indices)] = True

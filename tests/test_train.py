@@ -258,6 +258,9 @@ def test_epoch_schedule_masks_and_inactive_steps(clips):
   assert idx.shape == (4, 4) and active.tolist() == [True, True, True, False]
   assert mask.sum() == 10 and not mask[3].any()
   assert sorted(idx[mask].tolist()) == sorted(f.train_idx.tolist())
+  # Padding and inactive steps gather training clips only, never held-out.
+  assert set(idx.ravel().tolist()) <= set(f.train_idx.tolist())
+  assert not set(idx.ravel().tolist()) & set(f.test_idx.tolist())
   again, _, _ = train.epoch_schedule(f, 0, 4, 0, steps=4)
   np.testing.assert_array_equal(idx, again)
   other, _, _ = train.epoch_schedule(f, 1, 4, 0, steps=4)
@@ -814,6 +817,7 @@ def test_padding_does_not_change_metrics(clips, tmp_path, monkeypatch):
   """Eval batches of 16 (11 padded rows per fold) vs 2 (1 padded row)."""
   idx, mask = train.eval_schedule(np.array([3, 7]), 2, 4)
   assert idx.shape == (2, 4) and idx[mask].tolist() == [3, 7]
+  assert set(idx[~mask].tolist()) == {3}  # Padding repeats a held-out clip.
   cfg = tiny_config(epochs=1, warmup_epochs=0)
   big = train.train_and_evaluate(cfg, str(tmp_path / "b16"), clips=clips)
   monkeypatch.setattr(train, "EVAL_BATCH", 2)
