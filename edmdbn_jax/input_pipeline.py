@@ -8,7 +8,7 @@ weights that mix them into T+1 frames and the positions of its onset and apex
 """
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -35,6 +35,12 @@ class Clips:
   datasets: np.ndarray
   class_names: Tuple[str, ...]
   name: str
+  # What the stored frames went through, recorded with every model trained
+  # on them so that prediction repeats it: `greyscale` (per source dataset,
+  # whether every frame has three equal channels, e.g. SAMM) and, from the
+  # builder, `frame_sources`, `alignment` and `max_stored_frames`
+  # (ClipBuilder.preprocessing).
+  preprocessing: Optional[Dict[str, Any]] = None
 
   def __len__(self):
     return len(self.labels)
@@ -104,13 +110,21 @@ def from_examples(examples, class_names, name, *, num_frames=8,
   frames, weights, kpos, labels, subjects, clips, sources = (
       [seq[i] for i in order] for seq in (frames, weights, kpos, labels,
                                           subjects, clips, sources))
+  frames = np.stack(frames).astype(np.uint8)
+  sources = np.asarray(sources)
+  grey = {ds: True for ds in sorted(set(sources.tolist()))}
+  for f, ds in zip(frames, sources):
+    if grey[ds] and not (np.array_equal(f[..., 0], f[..., 1])
+                         and np.array_equal(f[..., 0], f[..., 2])):
+      grey[ds] = False
   return Clips(
-      frames=np.stack(frames).astype(np.uint8),
+      frames=frames,
       weights=np.stack(weights).astype(np.float32),
       keyframe_pos=np.stack(kpos).astype(np.int32),
       labels=np.asarray(labels, np.int32), subjects=np.asarray(subjects),
-      clips=np.asarray(clips), datasets=np.asarray(sources),
-      class_names=tuple(class_names), name=name)
+      clips=np.asarray(clips), datasets=sources,
+      class_names=tuple(class_names), name=name,
+      preprocessing={"greyscale": grey})
 
 
 def load_clips(name: str, *, num_classes: int, image_size: int,
@@ -125,6 +139,9 @@ def load_clips(name: str, *, num_classes: int, image_size: int,
       data_dir=data_dir, manual_dir=manual_dir, variant=variant)
   class_names = builder.info.features["label"].names
   examples = (source[i] for i in range(len(source)))
-  return from_examples(examples, class_names, name, num_frames=num_frames,
-                       temporal_mode=temporal, smic_apex=smic_apex,
-                       progress=progress)
+  clips = from_examples(examples, class_names, name, num_frames=num_frames,
+                        temporal_mode=temporal, smic_apex=smic_apex,
+                        progress=progress)
+  if hasattr(builder, "preprocessing"):
+    clips.preprocessing.update(builder.preprocessing())
+  return clips

@@ -7,19 +7,24 @@
   print(result.probabilities, result.predicted)
 
 Steps: read the frames (OpenCV), pick keyframes (given, or onset = first
-frame, offset = last, apex = the frame most different from onset), detect and
-align the face on the onset frame with the toolkit's preprocessing and apply
-the same transform to every frame, store an even subsample of at most
-DEFAULT_MAX_STORED_FRAMES frames from onset to offset (with the keyframes
-exactly, as the dataset builders do), apply the model's temporal
-normalisation and run it. Grad-CAM maps come with every prediction.
+frame, offset = last, apex = the frame most different from onset; for a
+SMIC-HS model, the apex rule its training clips used), make them what the
+model's training frames were (`plan_inputs`: greyscale if those were,
+face-aligned with the toolkit's preprocessing, the transform found on the
+onset frame applied to every frame, or only resized), store an even
+subsample of at most as many frames from onset to offset as the training
+build stored (with the keyframes exactly, as the dataset builders do), apply
+the model's temporal normalisation and run it. Grad-CAM maps come with every
+prediction.
 """
 
 import dataclasses
 import os
 from typing import Optional, Sequence, Tuple
 
+import cv2
 import jax
+from absl import logging
 import numpy as np
 
 from edmdbn_jax import checkpoints
@@ -27,6 +32,8 @@ from edmdbn_jax import errors
 from edmdbn_jax import explain
 from edmdbn_jax.data import temporal
 from edmdbn_jax.datasets.common import choose_stored_frames
+from edmdbn_jax.datasets.common import middle_frame
+from edmdbn_jax.datasets.features import DEFAULT_MAX_STORED_FRAMES
 from edmdbn_jax.preprocess import estimate_apex
 
 
@@ -41,6 +48,7 @@ class Prediction:
   cams: np.ndarray                   # (K, h, w) Grad-CAM on the fused map
   onset_frame: np.ndarray            # aligned uint8 (S, S, 3)
   apex_frame: np.ndarray
+  inputs: Optional["InputPlan"] = None  # how the frames were prepared
 
   @property
   def predicted(self) -> str:
@@ -51,7 +59,9 @@ class Prediction:
             "probabilities": {c: float(p) for c, p in
                               zip(self.class_names, self.probabilities)},
             "onset": self.onset, "apex": self.apex, "offset": self.offset,
-            "apex_estimated": self.apex_estimated}
+            "apex_estimated": self.apex_estimated,
+            **({"inputs": dataclasses.asdict(self.inputs)}
+               if self.inputs is not None else {})}
 
   def save_heatmap(self, path: str, title: str = ""):
     """Writes the Grad-CAM panel (onset, apex, motion, one map per class)."""
@@ -62,14 +72,118 @@ class Prediction:
                        title=title or f"predicted {self.predicted}")
 
 
-def stored_positions(onset: int, apex: int, offset: int) -> np.ndarray:
+def stored_positions(onset: int, apex: int, offset: int,
+                     max_frames: int = DEFAULT_MAX_STORED_FRAMES
+                     ) -> np.ndarray:
   """Positions of [onset, offset] a clip keeps, as the dataset builders do.
 
-  An even subsample of at most DEFAULT_MAX_STORED_FRAMES frames that always
-  holds the onset, apex and offset (datasets.common.choose_stored_frames).
+  An even subsample of at most `max_frames` frames that always holds the
+  onset, apex and offset (datasets.common.choose_stored_frames).
   """
-  kept, _ = choose_stored_frames(list(range(onset, offset + 1)), apex)
+  kept, _ = choose_stored_frames(list(range(onset, offset + 1)), apex,
+                                 max_frames)
   return np.asarray(kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputPlan:
+  """How new frames are made what the model's training frames were.
+
+  align: detect and align the face (else only resize); greyscale: convert
+  to grey first (the training frames all were, e.g. SAMM);
+  max_stored_frames: the most frames of [onset, offset] kept, as the
+  training build kept; apex_rule: without a given apex, 'max_diff' (the
+  frame most different from the onset), 'middle' (SMIC-HS models trained
+  with smic_apex='middle') or 'max_diff_stored' (smic_apex='max_diff': the
+  most different of the stored frames); notes: what the user should know
+  (printed by experiments.predict, logged by `Predictor`).
+  """
+  align: bool
+  greyscale: bool
+  max_stored_frames: int
+  apex_rule: str
+  notes: Tuple[str, ...] = ()
+
+
+def _sources(record) -> str:
+  return "; ".join(f"{ds}: {src}" for ds, src in
+                   sorted((record.get("frame_sources") or {}).items()))
+
+
+def plan_inputs(record, config, align: Optional[bool] = None,
+                model_dir: str = "the model") -> InputPlan:
+  """The `InputPlan` for a model's recorded training preprocessing.
+
+  Args:
+    record: the model's `provenance['preprocessing']` (train.py writes
+      `Clips.preprocessing`), None when it records none (a model saved
+      before this was recorded, or imported weights).
+    config: the model's config (its dataset and smic_apex rule).
+    align: True / False as the user asked; None follows the model.
+    model_dir: for messages.
+
+  Raises:
+    ConfigError: align=None and the model's training frames were not all
+      face-aligned by the toolkit: only the user knows whether the new
+      frames are crops made like those, so they must say.
+  """
+  notes = []
+  alignment = (record or {}).get("alignment")
+  if alignment is None:
+    if align is None:
+      align = True
+      notes.append(
+          f"{model_dir} does not record how its training frames were "
+          "prepared (a model saved before this toolkit recorded it, or "
+          "imported weights): the face is detected and aligned; pass "
+          "--noalign (align=False) if the frames are already face crops "
+          "like its training data.")
+  else:
+    aligned = sum(a.get("aligned", 0) for a in alignment.values())
+    unaligned = sum(a.get("not_aligned", 0) for a in alignment.values())
+    sources = _sources(record)
+    if align is None:
+      if aligned and not unaligned:
+        align = True
+      elif unaligned and not aligned:
+        raise errors.ConfigError(
+            f"{model_dir} was trained on frames this toolkit did not align "
+            f"({sources}). Pass --noalign (align=False) if the new frames "
+            "are face crops made the same way (e.g. the dataset's own "
+            "crops), or --align (align=True) to detect and align the face "
+            "with the toolkit's aligner; its crops are framed differently "
+            "from those the model was trained on.")
+      else:
+        raise errors.ConfigError(
+            f"{model_dir} was trained on frames of which {aligned} clips "
+            f"were face-aligned by this toolkit and {unaligned} only resized "
+            f"({sources}). Pass --align (align=True) or --noalign "
+            "(align=False) to say which the new frames need.")
+    elif align and not aligned:
+      notes.append(
+          f"--align: {model_dir}'s training frames were not aligned by this "
+          f"toolkit ({sources}); its aligned crops are framed differently.")
+    elif not align and not unaligned:
+      notes.append(
+          f"--noalign: {model_dir}'s training frames were all face-aligned "
+          "by this toolkit; the new frames are only resized, which matches "
+          "only if they are such crops already.")
+  grey = (record or {}).get("greyscale") or {}
+  greyscale = bool(grey) and all(grey.values())
+  if greyscale:
+    notes.append(f"{model_dir} was trained on greyscale frames "
+                 f"({', '.join(sorted(grey))}): the frames are converted to "
+                 "grey.")
+  if config.data.get("dataset") == "smic_hs":
+    rule = ("middle" if config.data.get("smic_apex", "middle") == "middle"
+            else "max_diff_stored")
+  else:
+    rule = "max_diff"
+  return InputPlan(
+      align=bool(align), greyscale=greyscale,
+      max_stored_frames=int((record or {}).get(
+          "max_stored_frames", DEFAULT_MAX_STORED_FRAMES)),
+      apex_rule=rule, notes=tuple(notes))
 
 
 def check_keyframes(n: int, onset, apex, offset, source: str,
@@ -106,9 +220,20 @@ class Predictor:
 
   def __init__(self, model_dir: str,
                expected_classes: Optional[Sequence[str]] = None,
-               align: bool = True, upsample: int = 0):
+               align: Optional[bool] = None, upsample: int = 0):
+    """Loads `model_dir`.
+
+    align: None (default) prepares the frames as the model's training
+    frames were (`plan_inputs`; a ConfigError asks to choose when only the
+    user can); True / False detect and align the face or only resize.
+    """
     self.model, self.variables, self.config, self.class_names = (
         checkpoints.load_model(model_dir))
+    record = checkpoints.load_meta(model_dir).get(
+        "provenance", {}).get("preprocessing")
+    self.inputs = plan_inputs(record, self.config, align, model_dir)
+    for note in self.inputs.notes:
+      logging.warning("%s", note)
     if expected_classes is not None:
       exp = tuple(expected_classes)
       if exp and all(e.isdigit() for e in exp) and len(exp) == 1:
@@ -134,17 +259,22 @@ class Predictor:
     from edmdbn_jax.preprocess import FacePreprocessor  # pylint: disable=g-import-not-at-top
     self.image_size = int(self.config.data.image_size)
     self.preprocessor = FacePreprocessor(image_size=self.image_size,
-                                         align=align, upsample=upsample)
+                                         align=self.inputs.align,
+                                         upsample=upsample)
 
   def predict_array(self, frames, onset=None, apex=None, offset=None,
-                    source: str = "clip") -> Prediction:
+                    source: str = "clip", frame_numbers=None) -> Prediction:
     """Predicts one clip given as an array.
 
     Args:
       frames: uint8 (N, H, W, 3) RGB; keyframes are positions 0..N-1.
-      onset, apex, offset: keyframe positions; None: first frame, the frame
-        most different from the onset (on the aligned face crops), last frame.
+      onset, apex, offset: keyframe positions; None: first frame, the
+        model's apex rule (`InputPlan.apex_rule`; by default the frame most
+        different from the onset, on the aligned face crops), last frame.
       source: name used in error messages.
+      frame_numbers: (N,) the frame number of each position (a frame
+        folder's file numbers, which may have gaps): the 'uniform' temporal
+        mode spaces frames by number, as for the dataset's stored clips.
 
     Returns:
       A `Prediction` (cams (K, h, w) on the fused map).
@@ -159,30 +289,53 @@ class Predictor:
           f"{source}: expected uint8 (N, H, W, 3) RGB frames, got "
           f"{frames.dtype} {frames.shape}.")
     o, f = check_keyframes(len(frames), onset, apex, offset, source)
+    if frame_numbers is not None and len(frame_numbers) != len(frames):
+      raise errors.DataError(
+          f"{source}: {len(frame_numbers)} frame numbers for "
+          f"{len(frames)} frames.")
+    if self.inputs.greyscale:
+      frames = np.stack([cv2.cvtColor(
+          cv2.cvtColor(fr, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+                         for fr in frames])
     estimated = apex is None
-    if estimated:
+    most = self.inputs.max_stored_frames
+    rule = self.inputs.apex_rule
+    if estimated and rule == "max_diff":
       # Face first (a video without a face fails with NoFaceError, not as a
       # still image); the apex is then estimated on the aligned crops: the
-      # frame most different from the onset (the builders' 'max_diff' rule;
-      # for SMIC-HS, whose clips have no apex, they default to the middle
-      # frame, which on a whole video need not be near the expression).
+      # frame most different from the onset.
       aligned = self.preprocessor.process_clip(list(frames[o:f + 1]), source)
       apex = o + estimate_apex(aligned)
       if apex == o:
         raise errors.DataError(
             f"{source}: no frame differs from the onset frame; is this a "
             "still image? Pass --apex.")
-      pos = stored_positions(o, apex, f)
+      pos = stored_positions(o, apex, f, most)
       aligned = aligned[pos - o]
     else:
-      pos = stored_positions(o, apex, f)
+      if estimated:
+        # A SMIC-HS model: its clips have no apex annotation, and training
+        # took the middle frame ('middle'), or the stored frame most
+        # different from the onset, the frames stored around the middle
+        # one ('max_diff_stored'); on a whole video the middle frame need
+        # not be near the expression, so pass --apex there.
+        apex = o + middle_frame(list(range(f - o + 1)))
+      pos = stored_positions(o, apex, f, most)
       aligned = self.preprocessor.process_clip(
           [frames[p] for p in pos], source)
+      if estimated and rule == "max_diff_stored":
+        apex = int(pos[estimate_apex(aligned)])
+        if apex == o:
+          raise errors.DataError(
+              f"{source}: no stored frame differs from the onset frame; is "
+              "this a still image? Pass --apex.")
     where = {int(p): i for i, p in enumerate(pos)}
     t = int(self.config.data.num_frames)
+    numbers = (pos if frame_numbers is None
+               else np.asarray(frame_numbers)[pos])
     plan = temporal.plan(where[o], where[apex], where[f], len(pos),
                          num_frames=t, mode=self.config.data.temporal,
-                         frame_numbers=pos)
+                         frame_numbers=numbers)
     gathered = aligned[plan.indices][None].astype(np.float32)
     res = self._explain(gathered, plan.weights[None], plan.keyframe_pos[None])
     return Prediction(
@@ -190,7 +343,7 @@ class Predictor:
         probabilities=np.asarray(res["probabilities"][0], np.float64),
         onset=o, apex=int(apex), offset=f, apex_estimated=estimated,
         cams=np.asarray(res["cams"][0]), onset_frame=aligned[where[o]],
-        apex_frame=aligned[where[apex]])
+        apex_frame=aligned[where[apex]], inputs=self.inputs)
 
   def predict_video(self, path: str, onset=None, apex=None, offset=None):
     """Keyframes are 0-based frame indices of the video."""
@@ -238,7 +391,8 @@ class Predictor:
     frames = np.stack(frames)
     shift = lambda v: None if v is None else v - lo
     pred = self.predict_array(frames, shift(o), shift(a), shift(f),
-                              source=directory)
+                              source=directory,
+                              frame_numbers=numbers[lo:hi + 1])
     pred.onset = numbers[lo + pred.onset]
     pred.apex = numbers[lo + pred.apex]
     pred.offset = numbers[lo + pred.offset]

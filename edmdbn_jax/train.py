@@ -895,7 +895,9 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
        for i in range(n_real)],
       config, clips.class_names, step=epochs,
       provenances=[{"run": workdir, "fold": f.subject or "all subjects",
-                    "epochs": epochs, "selection": "last epoch"}
+                    "epochs": epochs, "selection": "last epoch",
+                    # What the training frames went through, for predict.
+                    "preprocessing": clips.preprocessing}
                    for f in group])
   for i, (f, mgr) in enumerate(zip(group, managers)):
     result = {"subject": f.subject, "fold_index": f.index,

@@ -8,8 +8,12 @@ r"""Predicts the micro-expression class of a new clip.
 For a video the keyframes are 0-based frame indices; for a frame folder they
 are the frame numbers in the file names (as in the datasets' annotations).
 Without keyframes: onset = first frame, offset = last, apex = the frame most
-different from the onset. Prints the class probabilities (and --json writes
-them); exits non-zero with a message on bad input.
+different from the onset (for a SMIC-HS model, the apex rule its training
+used). The frames are prepared as the model's training frames were (face-
+aligned or not, greyscale or not, as recorded with the model; --align or
+--noalign when it cannot tell). Prints the class probabilities (and --json
+writes them, with how the frames were prepared); exits non-zero with a
+message on bad input.
 """
 
 import json
@@ -39,9 +43,12 @@ def define_flags():
   flags.DEFINE_integer("onset", None, "Onset frame.")
   flags.DEFINE_integer("apex", None, "Apex frame.")
   flags.DEFINE_integer("offset", None, "Offset frame.")
-  flags.DEFINE_bool("align", True, "Detect and align the face "
-                    "(--noalign for frames that are already aligned "
-                    "face crops).")
+  flags.DEFINE_bool("align", None, "Detect and align the face (--align) "
+                    "or only resize the frames (--noalign, for face crops "
+                    "like the model's training frames). Default: as the "
+                    "model's training frames were prepared, when it records "
+                    "that they were all face-aligned; otherwise an error "
+                    "asks which.")
   flags.DEFINE_integer("upsample", 0, "Face detector upsampling.")
   flags.DEFINE_list("classes", None, "Expected class set: a count "
                     "(e.g. 5) or names; refuses a model for "
@@ -82,9 +89,11 @@ def main(argv):
     status(f"Loading the model from {FLAGS.checkpoint} ...")
     predictor = predict.Predictor(FLAGS.checkpoint, FLAGS.classes,
                                   align=FLAGS.align, upsample=FLAGS.upsample)
-    status(f"Reading {'and aligning ' if FLAGS.align else ''}the frames, "
-           "then the forward pass (its first call compiles the model: "
-           "seconds on a GPU, longer on a CPU) ...")
+    plan = predictor.inputs
+    status(f"Reading {'and aligning ' if plan.align else 'and resizing '}"
+           f"the frames{' (greyscale)' if plan.greyscale else ''}, then the "
+           "forward pass (its first call compiles the model: seconds on a "
+           "GPU, longer on a CPU) ...")
     if FLAGS.video:
       result = predictor.predict_video(FLAGS.video, FLAGS.onset,
                                        FLAGS.apex, FLAGS.offset)

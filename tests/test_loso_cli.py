@@ -193,6 +193,15 @@ def test_loso_on_a_fabricated_casme2_tree(tmp_path):
   assert "dataset casme2 (7 clips, 5 classes" in res["protocol"]["note"]
   assert sorted(os.listdir(work / "folds")) == [
       "casme2_sub01", "casme2_sub02", "casme2_sub04", "casme2_sub05"]
+  # Each fold model records how its training frames were prepared, for
+  # experiments.predict: the official crops, only resized.
+  from edmdbn_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  prep = checkpoints.load_meta(str(work / "folds" / "casme2_sub01" / "model"))[
+      "provenance"]["preprocessing"]
+  assert prep["alignment"] == {"casme2": {"aligned": 0, "not_aligned": 7}}
+  assert prep["greyscale"] == {"casme2": False}
+  assert prep["max_stored_frames"] == 33
+  assert "Cropped" in prep["frame_sources"]["casme2"]
   # Rerun: nothing retrained, the same scores.
   again = loso()
   assert again.returncode == 0, again.stderr[-3000:]

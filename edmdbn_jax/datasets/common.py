@@ -592,7 +592,7 @@ class BuildReport:
 
   def keep(self, rec: ClipRecord):
     self.kept.append({"clip": rec.key, "subject": rec.global_subject,
-                      "label": rec.label or ""})
+                      "label": rec.label or "", "aligned": rec.align})
 
   def exclude(self, rec: ClipRecord):
     self.excluded.append({"clip": rec.key, "where": rec.where,
@@ -614,6 +614,13 @@ class BuildReport:
       by_dataset[k["subject"].split("/")[0]][k["label"]] += 1
     return by_dataset
 
+  def alignment(self) -> dict[str, dict[str, int]]:
+    out = collections.defaultdict(lambda: {"aligned": 0, "not_aligned": 0})
+    for k in self.kept:
+      out[k["subject"].split("/")[0]][
+          "aligned" if k["aligned"] else "not_aligned"] += 1
+    return dict(sorted(out.items()))
+
   def to_dict(self) -> dict[str, Any]:
     counts = collections.Counter(k["label"] for k in self.kept)
     subjects = sorted({k["subject"] for k in self.kept})
@@ -628,6 +635,10 @@ class BuildReport:
         "num_subjects": len(subjects),
         "subjects": subjects,
         "frame_sources": self.frame_sources,
+        # Per source dataset, kept clips whose frames the toolkit face-
+        # aligned and those only resized (official crops, '_resized'
+        # configs): what experiments.predict must repeat on new material.
+        "alignment": self.alignment(),
         "manual_dir": self.manual_dir,
         "inputs": self.inputs,
         "frame_listings": dict(sorted(self.frame_listings.items())),
@@ -878,6 +889,17 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     return type(self).FIND_CLIPS(
         manual_dir, CLASS_SETS[self.DATASET][cfg.num_classes], cfg.variant,
         report)
+
+  def preprocessing(self) -> dict[str, Any]:
+    """What a prepared build's frames went through (from its report), for
+    prediction on new material to repeat: per source dataset the frame
+    source and how many kept clips were face-aligned by the toolkit or only
+    resized (`alignment`; None for builds made before it was recorded),
+    and the most frames a clip stores."""
+    report = read_report(self)
+    return {"frame_sources": report.get("frame_sources", {}),
+            "alignment": report.get("alignment"),
+            "max_stored_frames": int(self.builder_config.max_frames)}
 
   def check_build(self, manual_dir: Optional[epath.PathLike]) -> str:
     """Refuses a prepared dataset that no longer matches `manual_dir`.

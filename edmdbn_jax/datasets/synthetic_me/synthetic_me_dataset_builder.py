@@ -130,6 +130,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=features.clip_features(cfg.image_size, cfg.class_names),
         homepage="https://doi.org/10.1016/j.patrec.2025.01.021")
 
+  def preprocessing(self):
+    """What the frames went through (see ClipBuilder.preprocessing): faces
+    rendered already centred and upright, so nothing is face-aligned."""
+    cfg = self.builder_config
+    return {"frame_sources": {"synthetic": "rendered faces (never aligned)"},
+            "alignment": {"synthetic": {
+                "aligned": 0,
+                "not_aligned": int(self.info.splits["train"].num_examples)}},
+            "max_stored_frames": int(SIZES[cfg.size].max_frames)}
+
   def _split_generators(self, dl_manager):
     del dl_manager
     return {"train": self._generate_examples()}
