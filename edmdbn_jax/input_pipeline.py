@@ -142,6 +142,7 @@ def load_clips(name: str, *, num_classes: int, image_size: int,
   clips = from_examples(examples, class_names, name, num_frames=num_frames,
                         temporal_mode=temporal, smic_apex=smic_apex,
                         progress=progress)
+  clips.preprocessing["build"] = builder.info.full_name  # name/config/version
   if hasattr(builder, "preprocessing"):
     clips.preprocessing.update(builder.preprocessing())
   return clips

@@ -53,6 +53,7 @@ import orbax.checkpoint as ocp
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
+from edmdbn_jax import provenance
 from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax.data import augment as augment_lib
 from edmdbn_jax.data import temporal
@@ -700,6 +701,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  "%s device(s).", group_size, t.fold_parallel,
                  -(-len(todo) // group_size), len(jax.devices()),
                  jax.devices()[0].platform)
+  provenance.append_invocation(
+      workdir, folds_to_train=[f.name for f in todo],
+      folds_finished_before=len(folds) - len(todo),
+      fold_parallel={"setting": str(t.fold_parallel),
+                     "folds_at_once": group_size},
+      data=clips.preprocessing,
+      config_label=config_label(config))
   model = from_config(config.model)
   tx = make_optimizer(config)
   jit_init, jit_train, jit_eval = make_steps(model, tx, config, mesh)
@@ -902,6 +910,10 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   for i, (f, mgr) in enumerate(zip(group, managers)):
     result = {"subject": f.subject, "fold_index": f.index,
               "train_clips": int(len(f.train_idx)),
+              # fold_parallel as run: float rounding differs between
+              # groupings and compounds over the epochs.
+              "trained_in_group_of": int(group_size),
+              "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind})",
               "train_fingerprint": train_fingerprint(f, clips),
               # What the stored logits are of: checked when scoring.
               "test_clips": [str(c) for c in clips.clips[f.test_idx]],
@@ -1098,6 +1110,35 @@ def check_fold_data(workdir, folds, stored, clips):
     check_fold_training(workdir, f, st, clips)
 
 
+# What the results note states already, or that does not change results.
+_NOTE_STATES = ("data.dataset", "model.num_classes", "data.image_size",
+                "data.variant", "data.temporal", "train.seed", "train.epochs")
+
+
+def config_label(config) -> str:
+  """'tiny' or 'tiny (model.depths=(1, 1, 1), model.dtype=bfloat16)': the
+  config variant and every setting changed from it that the results note
+  does not state already (dtype, depths, learning rate, ...)."""
+  changed = edmdbn_config.differences(
+      config, skip=set(_NOTE_STATES) | set(RESUME_INVARIANT))
+  text = str(config.get("variant", "?"))
+  if changed:
+    text += " (" + ", ".join(f"{k}={v}" for k, v in changed) + ")"
+  return text
+
+
+def grouping_label(stored) -> str:
+  """How the folds were grouped for training (fold_parallel), from their
+  result.json; '' when not recorded (folds trained before it was)."""
+  sizes = sorted({int(st["trained_in_group_of"]) for st in stored
+                  if "trained_in_group_of" in st})
+  if not sizes:
+    return ""
+  if sizes == [1]:
+    return "folds trained one at a time"
+  return "folds trained " + " / ".join(map(str, sizes)) + " at a time"
+
+
 def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   """Scores `folds` under every selection; writes the headline's reports."""
   k = int(config.model.num_classes)
@@ -1115,8 +1156,13 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
             f"dataset {clips.name} ({len(clips)} clips, {k} classes: "
             f"{', '.join(clips.class_names)}; {d.image_size} px"
             f"{', variant ' + d.variant if d.get('variant') else ''}; "
-            f"temporal {d.temporal}), config {config.get('variant', '?')}, "
+            f"temporal {d.temporal}), config {config_label(config)}, "
             f"seed {config.train.seed}")
+    grouping = grouping_label(stored)
+    if grouping:
+      # Float rounding differs between groupings and compounds over
+      # training: a run is reproduced with the same grouping.
+      note += f"; {grouping}"
     if sel == "released":
       every = int(config.train.eval_every_epochs)
       note += (f"; early stopping replayed with patience "
@@ -1146,7 +1192,8 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   p = headline["protocol"]
   report_lib.write_curves(
       histories, frs, k, workdir,
+      loso="complete" if p["complete"] else "partial",
       title=(f"{report_lib.partial_label(p)}LOSO, {len(folds)} folds, "
-             f"{clips.name}, config {config.get('variant', '?')}, seed "
+             f"{clips.name}, config {config_label(config)}, seed "
              f"{config.train.seed}"))
   return headline

@@ -69,7 +69,9 @@ def fit_predict(x_train, y_train, x_test, k, l2, steps):
   return (xs @ w + b).argmax(1)
 
 
-def run(clips, grid=16, l2=1e-2, steps=500):
+def run(clips, grid=16, l2=1e-2, steps=500, data: str = ""):
+  """LOSO of the baseline on `clips`; `data` names the dataset build in the
+  protocol note (e.g. 'synthetic (5 classes, 32 px, variant test)')."""
   x = features(clips, grid)
   k = len(clips.class_names)
   folds = []
@@ -82,7 +84,8 @@ def run(clips, grid=16, l2=1e-2, steps=500):
   return metrics.summarize(
       folds, k, list(clips.class_names), selection="fixed",
       protocol_note=f"pixel-difference baseline (grid {grid}, logistic "
-                    "regression)")
+                    f"regression){', dataset ' + data if data else ''}, "
+                    f"{len(clips)} clips")
 
 
 def describe(res, clips, dataset: str) -> str:
@@ -122,8 +125,11 @@ def main(argv):
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  res = run(clips, FLAGS.grid, FLAGS.l2, FLAGS.steps)
-  print(describe(res, clips, FLAGS.dataset))
+  data = (f"{FLAGS.dataset} ({FLAGS.num_classes} classes, "
+          f"{FLAGS.image_size} px"
+          f"{', variant ' + FLAGS.variant if FLAGS.variant else ''})")
+  res = run(clips, FLAGS.grid, FLAGS.l2, FLAGS.steps, data=data)
+  print(describe(res, clips, data))
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump(res, f, indent=2)

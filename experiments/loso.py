@@ -223,12 +223,8 @@ _NAMED = {"variant", "data.dataset", "model.num_classes",
 def other_settings(config) -> list:
   """(path, value) of every setting that differs from the config variant's
   defaults and that the run directory name does not already say."""
-  base = edmdbn_config.flatten(edmdbn_config.get_config(
-      config.get("variant", "paper")))
-  now = edmdbn_config.flatten(config)
-  skip = _NAMED | set(train.RESUME_INVARIANT)
-  return sorted((k, v) for k, v in now.items()
-                if k not in skip and base.get(k) != v)
+  return edmdbn_config.differences(
+      config, skip=_NAMED | set(train.RESUME_INVARIANT))
 
 
 def default_workdir(config) -> str:

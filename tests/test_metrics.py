@@ -214,10 +214,13 @@ def test_epoch_curves_pool_every_fold_per_epoch(tmp_path):
   frs["test_best"] = frs["fixed"]
   for f, e in zip(frs["fixed"], (3, 3, 3)):
     f.epoch = e
-  report.write_curves(histories, frs, 3, str(tmp_path), title="t")
+  report.write_curves(histories, frs, 3, str(tmp_path), title="t",
+                      loso="partial")
   rows = (tmp_path / "curves.csv").read_text().splitlines()
   assert rows[0].startswith("epoch,mean_train_loss")
+  assert rows[0].endswith(",loso")
   assert rows[2].split(",")[3:5] == ["", ""]
+  assert all(r.endswith(",partial") for r in rows[1:])
   import matplotlib.image as mpimg  # pylint: disable=g-import-not-at-top
   assert mpimg.imread(str(tmp_path / "curves.png")).size > 0
 
@@ -259,8 +262,9 @@ def test_pixel_difference_baseline_learns_the_bright_corner():
   from experiments import baseline  # pylint: disable=g-import-not-at-top
   from tests.test_train import fake_clips  # pylint: disable=g-import-not-at-top
   clips = fake_clips(n_subjects=4, per_subject=6)
-  res = baseline.run(clips, grid=4, steps=300)
+  res = baseline.run(clips, grid=4, steps=300, data="fake (3 classes, 8 px)")
   assert res["protocol"]["selection"] == "fixed"
+  assert "dataset fake (3 classes, 8 px), 24 clips" in res["protocol"]["note"]
   assert res["protocol"]["folds"] == 4
   assert res["aggregated"]["n"] == 24
   # Every subject is classified perfectly, so every resample is too.

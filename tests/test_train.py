@@ -15,6 +15,7 @@ import pytest
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
 from edmdbn_jax import progress
+from edmdbn_jax import provenance
 from edmdbn_jax import train
 from edmdbn_jax.configs import edmdbn as configs
 
@@ -300,6 +301,21 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
   assert float(last.split(",")[3]) == pytest.approx(
       res1["aggregated"]["uf1"], abs=1e-5)
   assert list((tmp_path / "seq" / "tensorboard").iterdir())
+  # How the folds were grouped is recorded and said with the scores, and
+  # every invocation's code, packages and device are logged.
+  for run, size in (("seq", 1), ("par", 3), ("pad", 2)):
+    stored = json.loads(
+        (tmp_path / run / "folds" / "fake_s0" / "result.json").read_text())
+    assert stored["trained_in_group_of"] == size
+    note = json.loads((tmp_path / run / "results.json").read_text())[
+        "protocol"]["note"]
+    assert note.endswith("folds trained one at a time" if size == 1 else
+                         f"folds trained {size} at a time"), note
+    log = provenance.read_invocations(str(tmp_path / run))
+    assert len(log) == 1 and log[0]["fold_parallel"]["folds_at_once"] == size
+    assert log[0]["packages"]["jax"] == jax.__version__
+    assert log[0]["devices"]["platform"] == "cpu"
+    assert log[0]["folds_to_train"] == ["fake_s0", "fake_s1", "fake_s2"]
   assert (tmp_path / "seq" / "folds" / "fake_s0" / "model").is_dir()
   _check_compare(tmp_path)
   # A finished fold keeps its model and result, not its resume state.
@@ -336,8 +352,12 @@ def _check_compare(tmp_path):
            scored["other_selections"][sel])["aggregated"]
     for key in ("uf1", "uar", "accuracy"):
       assert seq["selections"][sel][key] == pytest.approx(agg[key])
-  # fold_parallel only schedules the work: not a difference.
-  assert par["config_differences"] == {}
+  # fold_parallel schedules the work: the same computation with other
+  # float rounding (which compounds over long runs), said as such.
+  kind = jax.devices()[0].device_kind
+  assert par["config_differences"] == {
+      "fold grouping / device (float rounding)": [
+          f"1 at a time on cpu ({kind})", f"3 at a time on cpu ({kind})"]}
   assert seed1["config_differences"] == {"train.seed": [0, 1]}
   for sel in ("fixed", "test_best", "released"):
     d = seed1["selections"][sel]

@@ -176,6 +176,15 @@ def get_config(arg: str = "paper") -> ml_collections.ConfigDict:
   return config
 
 
+def differences(config, skip=()) -> list:
+  """(path, value) of every setting of `config` that differs from its
+  variant's defaults (`config.variant`), leaving out the paths in `skip`."""
+  base = flatten(get_config(config.get("variant", "paper")))
+  now = flatten(config)
+  return sorted((k, v) for k, v in now.items()
+                if k not in skip and base.get(k) != v)
+
+
 def flatten(config, prefix: str = "") -> dict:
   """{'model.fusion': 'add', ...} from a ConfigDict or a nested dict."""
   out = {}

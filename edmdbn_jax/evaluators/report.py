@@ -182,9 +182,11 @@ def epoch_curves(histories, fold_labels, num_classes: int) -> Dict[str, list]:
 
 
 def write_curves(histories, fold_results_by_selection, num_classes: int,
-                 workdir: str, title: str = ""):
+                 workdir: str, title: str = "", loso: str = "complete"):
   """curves.csv and curves.png: training loss and pooled held-out UF1 / UAR
-  by epoch, with the epochs each selection scored per fold.
+  by epoch, with the epochs each selection scored per fold. `loso`
+  ('complete' or 'partial') fills curves.csv's loso column, as in
+  predictions.csv.
 
   Returns the curves (`epoch_curves`).
   """
@@ -199,10 +201,10 @@ def write_curves(histories, fold_results_by_selection, num_classes: int,
             "pooled_uar", "folds_evaluated")
     w.writerow(["epoch", "mean_train_loss", "mean_train_accuracy",
                 "pooled_heldout_uf1", "pooled_heldout_uar",
-                "folds_evaluated"])
+                "folds_evaluated", "loso"])
     for row in zip(*(curves[c] for c in cols)):
       w.writerow(["" if v is None else (f"{v:.6g}" if isinstance(v, float)
-                                        else v) for v in row])
+                                        else v) for v in row] + [loso])
   fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
   for hist in histories:
     ax0.plot([h["epoch"] for h in hist], [h["loss"] for h in hist],
