@@ -10,6 +10,7 @@ weights that mix them into T+1 frames and the positions of its onset and apex
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from absl import logging
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -145,4 +146,12 @@ def load_clips(name: str, *, num_classes: int, image_size: int,
   clips.preprocessing["build"] = builder.info.full_name  # name/config/version
   if hasattr(builder, "preprocessing"):
     clips.preprocessing.update(builder.preprocessing())
+    if clips.preprocessing.get("alignment") is None:
+      logging.warning(
+          "%s was built before builds recorded which clips were face-aligned: "
+          "models trained on it cannot tell experiments.predict how to "
+          "prepare new frames (it will ask for --align or --noalign, or "
+          "align). Rebuild to record it: python -m edmdbn_jax.datasets.build "
+          "%s --config=%s --manual_dir=... --overwrite.",
+          builder.info.full_name, name, builder.builder_config.name)
   return clips

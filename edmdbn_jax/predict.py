@@ -96,7 +96,8 @@ class InputPlan:
   frame most different from the onset), 'middle' (SMIC-HS models trained
   with smic_apex='middle') or 'max_diff_stored' (smic_apex='max_diff': the
   most different of the stored frames); notes: what the user should know
-  (printed by experiments.predict, logged by `Predictor`).
+  (logged as warnings by `Predictor`, so on stderr from experiments.predict,
+  and written with --json).
   """
   align: bool
   greyscale: bool
@@ -132,12 +133,17 @@ def plan_inputs(record, config, align: Optional[bool] = None,
   if alignment is None:
     if align is None:
       align = True
+      why = ("a model saved before this toolkit recorded it, or imported "
+             "weights" if record is None else
+             "its training build predates the record; rebuilding the "
+             "dataset with --overwrite and retraining records it")
       notes.append(
-          f"{model_dir} does not record how its training frames were "
-          "prepared (a model saved before this toolkit recorded it, or "
-          "imported weights): the face is detected and aligned; pass "
+          f"{model_dir} does not record whether its training frames were "
+          f"face-aligned ({why}): the face is detected and aligned; pass "
           "--noalign (align=False) if the frames are already face crops "
-          "like its training data.")
+          "like its training data"
+          + (f" (its frame sources: {_sources(record)})"
+             if record and record.get("frame_sources") else "") + ".")
   else:
     aligned = sum(a.get("aligned", 0) for a in alignment.values())
     unaligned = sum(a.get("not_aligned", 0) for a in alignment.values())

@@ -39,19 +39,41 @@ def git_state() -> Optional[Dict[str, Any]]:
   missing."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(
       edmdbn_jax.__file__)))
+
+  def git(*args):
+    return subprocess.run(["git", "-C", root, *args], capture_output=True,
+                          text=True, timeout=10)
   try:
-    commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"],
-                            capture_output=True, text=True, timeout=10)
-    if commit.returncode:
+    top = git("rev-parse", "--show-toplevel")
+    # The package's own checkout only: a copy installed inside some other
+    # repository (a virtual environment in a project) is not this code's.
+    if top.returncode or os.path.realpath(top.stdout.strip()) != (
+        os.path.realpath(root)):
       return None
-    status = subprocess.run(
-        ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, timeout=10)
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "-z", "--untracked-files=no")
   except (OSError, subprocess.SubprocessError):
     return None
-  return {"commit": commit.stdout.strip(),
-          "dirty": bool(status.stdout.strip()),
-          "changed_files": status.stdout.split()[1::2][:20]}
+  if commit.returncode or status.returncode:
+    return None
+  changed = changed_files(status.stdout)
+  return {"commit": commit.stdout.strip(), "dirty": bool(changed),
+          "changed_files": changed[:20]}
+
+
+def changed_files(porcelain_z: str) -> list:
+  """Paths from `git status --porcelain -z`: 'XY path' entries separated
+  by NUL; a rename or copy adds its source path as the next entry."""
+  changed, entries = [], porcelain_z.split("\0")
+  i = 0
+  while i < len(entries):
+    entry = entries[i]
+    if len(entry) > 3:
+      changed.append(entry[3:])
+      if entry[0] in "RC":
+        i += 1
+    i += 1
+  return changed
 
 
 def environment() -> Dict[str, Any]:
@@ -73,6 +95,20 @@ def environment() -> Dict[str, Any]:
           "jax_disable_most_optimizations", "jax_default_matmul_precision",
           "jax_enable_x64") if k in jax.config.values},
   }
+
+
+def training_label(folds_at_once: int, mesh) -> str:
+  """How a fold's epochs were computed, e.g. '3 folds at a time on 1 cpu
+  device (cpu; mesh fold 1 x data 1)': the fold grouping (fold_parallel),
+  the devices and how the mesh splits them change the float rounding,
+  which compounds over training."""
+  devices = mesh.devices.flatten()
+  d = devices[0]
+  n = len(devices)
+  return (f"{folds_at_once} fold{'s' if folds_at_once != 1 else ''} at a "
+          f"time on {n} {d.platform} device{'s' if n != 1 else ''} "
+          f"({d.device_kind}; mesh fold {mesh.shape['fold']} x data "
+          f"{mesh.shape['data']})")
 
 
 def append_invocation(workdir: str, **facts) -> str:

@@ -765,6 +765,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   padded = _pad_group(group, group_size)
   nf = len(padded)
   root = jax.random.key(int(t.seed))
+  trained_with = provenance.training_label(group_size, mesh)
 
   # Per-fold constants.
   spe = np.array([f.steps_per_epoch(batch) for f in padded], np.int32)
@@ -846,7 +847,7 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
             jit_eval(state["params"], data, eidx)))
       for i, f in enumerate(group):
         n = max(float(m["n"][:, i].sum()), 1.0)
-        rec = {"epoch": done,
+        rec = {"epoch": done, "trained_with": trained_with,
                "loss": float((m["loss"][:, i] * m["n"][:, i]).sum() / n),
                "train_accuracy": float(m["correct"][:, i].sum() / n),
                "lr": float(m["lr"][int(spe[i]) - 1, i])}
@@ -910,10 +911,12 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   for i, (f, mgr) in enumerate(zip(group, managers)):
     result = {"subject": f.subject, "fold_index": f.index,
               "train_clips": int(len(f.train_idx)),
-              # fold_parallel as run: float rounding differs between
-              # groupings and compounds over the epochs.
-              "trained_in_group_of": int(group_size),
-              "device": f"{jax.devices()[0].platform} ({jax.devices()[0].device_kind})",
+              # fold_parallel and devices as run (each, if the fold was
+              # resumed with others): float rounding differs between them
+              # and compounds over the epochs.
+              "trained_with": list(dict.fromkeys(
+                  h.get("trained_with", "not recorded")
+                  for h in histories[i])),
               "train_fingerprint": train_fingerprint(f, clips),
               # What the stored logits are of: checked when scoring.
               "test_clips": [str(c) for c in clips.clips[f.test_idx]],
@@ -1128,15 +1131,16 @@ def config_label(config) -> str:
 
 
 def grouping_label(stored) -> str:
-  """How the folds were grouped for training (fold_parallel), from their
-  result.json; '' when not recorded (folds trained before it was)."""
-  sizes = sorted({int(st["trained_in_group_of"]) for st in stored
-                  if "trained_in_group_of" in st})
-  if not sizes:
+  """How the folds were trained (fold grouping, devices), from their
+  result.json's `trained_with`; '' when no fold records it (trained
+  before it was recorded)."""
+  labels = list(dict.fromkeys(
+      w for st in stored for w in st.get("trained_with", [])))
+  missing = sum("trained_with" not in st for st in stored)
+  if not labels:
     return ""
-  if sizes == [1]:
-    return "folds trained one at a time"
-  return "folds trained " + " / ".join(map(str, sizes)) + " at a time"
+  return ("trained " + " / ".join(labels) +
+          (f" ({missing} folds not recorded)" if missing else ""))
 
 
 def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
@@ -1160,8 +1164,8 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
             f"seed {config.train.seed}")
     grouping = grouping_label(stored)
     if grouping:
-      # Float rounding differs between groupings and compounds over
-      # training: a run is reproduced with the same grouping.
+      # Float rounding differs between groupings and devices and compounds
+      # over training: a run is reproduced with the same ones.
       note += f"; {grouping}"
     if sel == "released":
       every = int(config.train.eval_every_epochs)

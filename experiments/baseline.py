@@ -125,9 +125,9 @@ def main(argv):
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  data = (f"{FLAGS.dataset} ({FLAGS.num_classes} classes, "
-          f"{FLAGS.image_size} px"
-          f"{', variant ' + FLAGS.variant if FLAGS.variant else ''})")
+  # The build as tfds names it: dataset/config/version (e.g.
+  # synthetic_me/5class_32_test/1.0.0).
+  data = (clips.preprocessing or {}).get("build", FLAGS.dataset)
   res = run(clips, FLAGS.grid, FLAGS.l2, FLAGS.steps, data=data)
   print(describe(res, clips, data))
   if FLAGS.json:

@@ -306,11 +306,15 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
   for run, size in (("seq", 1), ("par", 3), ("pad", 2)):
     stored = json.loads(
         (tmp_path / run / "folds" / "fake_s0" / "result.json").read_text())
-    assert stored["trained_in_group_of"] == size
+    label = (f"{size} fold{'s' if size > 1 else ''} at a time on 1 cpu "
+             "device")
+    assert len(stored["trained_with"]) == 1, stored["trained_with"]
+    assert stored["trained_with"][0].startswith(label)
+    assert all(h["trained_with"] == stored["trained_with"][0]
+               for h in stored["history"])
     note = json.loads((tmp_path / run / "results.json").read_text())[
         "protocol"]["note"]
-    assert note.endswith("folds trained one at a time" if size == 1 else
-                         f"folds trained {size} at a time"), note
+    assert f"; trained {label}" in note and "not recorded" not in note, note
     log = provenance.read_invocations(str(tmp_path / run))
     assert len(log) == 1 and log[0]["fold_parallel"]["folds_at_once"] == size
     assert log[0]["packages"]["jax"] == jax.__version__
@@ -357,7 +361,9 @@ def _check_compare(tmp_path):
   kind = jax.devices()[0].device_kind
   assert par["config_differences"] == {
       "fold grouping / device (float rounding)": [
-          f"1 at a time on cpu ({kind})", f"3 at a time on cpu ({kind})"]}
+          f"1 fold at a time on 1 cpu device ({kind}; mesh fold 1 x data 1)",
+          f"3 folds at a time on 1 cpu device ({kind}; mesh fold 1 x data "
+          "1)"]}
   assert seed1["config_differences"] == {"train.seed": [0, 1]}
   for sel in ("fixed", "test_best", "released"):
     d = seed1["selections"][sel]
@@ -459,6 +465,41 @@ def test_resume_after_interruption_equals_uninterrupted(clips, tmp_path,
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
 
+
+
+def test_a_fold_resumed_with_another_grouping_records_both(clips, tmp_path,
+                                                           monkeypatch):
+  calls = {"n": 0}
+  original = progress.LosoProgress.epoch_done
+
+  def interrupt(self, group, epoch, histories):
+    original(self, group, epoch, histories)
+    calls["n"] += 1
+    if calls["n"] == 2:  # all 3 folds, trained at once, saved epoch 2
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny_config(epochs=3, fold_parallel="3"),
+                             str(tmp_path / "run"), clips=clips)
+  monkeypatch.setattr(progress.LosoProgress, "epoch_done", original)
+  # Resumed one fold at a time: epoch 3 of each fold ran alone.
+  res = train.train_and_evaluate(tiny_config(epochs=3, fold_parallel="1"),
+                                 str(tmp_path / "run"), clips=clips)
+  stored = json.loads((tmp_path / "run" / "folds" / "fake_s1" /
+                       "result.json").read_text())
+  assert [w.split(" on ")[0] for w in stored["trained_with"]] == [
+      "3 folds at a time", "1 fold at a time"]
+  assert [h["trained_with"].split(" on ")[0] for h in stored["history"]] == [
+      "3 folds at a time", "3 folds at a time", "1 fold at a time"]
+  assert "; trained 3 folds at a time" in res["protocol"]["note"]
+  assert " / 1 fold at a time" in res["protocol"]["note"]
+  log = provenance.read_invocations(str(tmp_path / "run"))
+  assert [e["fold_parallel"]["folds_at_once"] for e in log] == [3, 1]
+  # Folds trained before the record: said, not spoken for.
+  assert train.grouping_label([{}, {}, {"trained_with": ["x"]}]) == (
+      "trained x (2 folds not recorded)")
+  assert train.grouping_label([{}, {}]) == ""
 
 
 def test_resume_refused_when_the_data_changed(clips, tmp_path, monkeypatch):

@@ -47,8 +47,9 @@ class Run:
   fingerprints: Dict[str, Optional[str]]   # subject -> training-data digest
   complete: bool
   subjects_total: Optional[int]
-  # subject -> (folds trained at once, device) as recorded by the run (None
-  # for folds trained before it was recorded).
+  # subject -> how its fold trained (`trained_with`: fold grouping and
+  # devices, one entry per setting it ran under; None for folds trained
+  # before it was recorded).
   training: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -104,8 +105,8 @@ def load_run(path: str) -> Run:
     clips[subject] = list(stored["test_clips"])
     labels[subject] = lab
     fingerprints[subject] = stored.get("train_fingerprint")
-    training[subject] = ((stored["trained_in_group_of"], stored.get("device"))
-                         if "trained_in_group_of" in stored else None)
+    training[subject] = (tuple(stored["trained_with"])
+                         if "trained_with" in stored else None)
     for sel in SELECTIONS:
       rec, _ = train.select_epoch(stored["history"], sel, f, labels=lab,
                                   num_classes=k, epochs=epochs)
@@ -150,8 +151,7 @@ def config_differences(reference: Run, run: Run) -> Dict[str, Any]:
            and reference.training[s] != run.training[s]]
   if moved:
     def how(r):
-      return ", ".join(sorted({f"{g} at a time on {d}" for g, d in
-                               (r.training[s] for s in moved)}))
+      return ", ".join(sorted({" then ".join(r.training[s]) for s in moved}))
     out[ROUNDING] = (how(reference), how(run))
   return out
 

@@ -182,7 +182,7 @@ def epoch_curves(histories, fold_labels, num_classes: int) -> Dict[str, list]:
 
 
 def write_curves(histories, fold_results_by_selection, num_classes: int,
-                 workdir: str, title: str = "", loso: str = "complete"):
+                 workdir: str, *, loso: str, title: str = ""):
   """curves.csv and curves.png: training loss and pooled held-out UF1 / UAR
   by epoch, with the epochs each selection scored per fold. `loso`
   ('complete' or 'partial') fills curves.csv's loso column, as in
