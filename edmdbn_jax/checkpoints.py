@@ -131,6 +131,12 @@ def load_meta(directory: str) -> Dict[str, Any]:
 def load_model(directory: str, dtype: Optional[str] = None,
                ) -> Tuple[Any, Any, ml_collections.ConfigDict, Tuple[str, ...]]:
   """Returns (model, variables, config, class_names) from a model directory."""
+  return load_model_and_meta(directory, dtype)[:4]
+
+
+def load_model_and_meta(directory: str, dtype: Optional[str] = None):
+  """`load_model`'s (model, variables, config, class_names) and the meta
+  item (its provenance too), from one opening of the directory."""
   directory = _check_directory(directory)
   with ocp.CheckpointManager(directory) as mgr:
     step, meta = _restore_meta(mgr, directory)
@@ -138,4 +144,4 @@ def load_model(directory: str, dtype: Optional[str] = None,
     model = from_config(config.model, dtype=dtype)
     restored = mgr.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract_variables(model, config))))
-  return model, restored["params"], config, tuple(meta["class_names"])
+  return model, restored["params"], config, tuple(meta["class_names"]), meta

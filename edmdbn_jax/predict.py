@@ -233,10 +233,9 @@ class Predictor:
     frames were (`plan_inputs`; a ConfigError asks to choose when only the
     user can); True / False detect and align the face or only resize.
     """
-    self.model, self.variables, self.config, self.class_names = (
-        checkpoints.load_model(model_dir))
-    record = checkpoints.load_meta(model_dir).get(
-        "provenance", {}).get("preprocessing")
+    (self.model, self.variables, self.config, self.class_names,
+     meta) = checkpoints.load_model_and_meta(model_dir)
+    record = meta.get("provenance", {}).get("preprocessing")
     self.inputs = plan_inputs(record, self.config, align, model_dir)
     for note in self.inputs.notes:
       logging.warning("%s", note)

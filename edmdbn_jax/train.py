@@ -1151,6 +1151,10 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
   check_fold_data(workdir, folds, stored, clips)
   histories = [st["history"] for st in stored]
   total = len(clips.subject_list())
+  label = config_label(config)
+  # Float rounding differs between groupings and devices and compounds over
+  # training: a run is reproduced with the same ones.
+  grouping = grouping_label(stored)
   results, frs = {}, {}
   for sel in SELECTIONS:
     frs[sel] = fold_results(histories, folds, clips, sel,
@@ -1160,12 +1164,9 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
             f"dataset {clips.name} ({len(clips)} clips, {k} classes: "
             f"{', '.join(clips.class_names)}; {d.image_size} px"
             f"{', variant ' + d.variant if d.get('variant') else ''}; "
-            f"temporal {d.temporal}), config {config_label(config)}, "
+            f"temporal {d.temporal}), config {label}, "
             f"seed {config.train.seed}")
-    grouping = grouping_label(stored)
     if grouping:
-      # Float rounding differs between groupings and devices and compounds
-      # over training: a run is reproduced with the same ones.
       note += f"; {grouping}"
     if sel == "released":
       every = int(config.train.eval_every_epochs)
@@ -1198,6 +1199,6 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
       histories, frs, k, workdir,
       loso="complete" if p["complete"] else "partial",
       title=(f"{report_lib.partial_label(p)}LOSO, {len(folds)} folds, "
-             f"{clips.name}, config {config_label(config)}, seed "
+             f"{clips.name}, config {label}, seed "
              f"{config.train.seed}"))
   return headline

@@ -71,7 +71,7 @@ def _find_subject(subjects, fold_name):
   return match[0]
 
 
-def training_clips(clips, model_dir, config=None):
+def training_clips(clips, model_dir, config=None, meta=None):
   """Indices of `clips` the model in `model_dir` was trained on, or None
   when that is not known.
 
@@ -82,7 +82,8 @@ def training_clips(clips, model_dir, config=None):
   when given). None when the provenance names no subject of this dataset
   (e.g. imported weights) or the model was trained on another dataset.
   """
-  meta = checkpoints.load_meta(model_dir)
+  if meta is None:  # the model directory's meta item, if not read yet
+    meta = checkpoints.load_meta(model_dir)
   if config is not None:
     trained_on = meta.get("config", {}).get("data", {})
     if any(trained_on.get(k, "") != config.data.get(k, "")
@@ -255,8 +256,8 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
           f"Fold {fold.subject} has no model in {workdir} (not trained yet, "
           f"or left out by --config.train.folds); folds with a model: "
           f"{_folds_with_model(workdir)}.")
-  model, variables, model_config, class_names = checkpoints.load_model(
-      model_dir)
+  model, variables, model_config, class_names, meta = (
+      checkpoints.load_model_and_meta(model_dir))
   # A model of another run must take this run's inputs as they are.
   differ = [f"data.{key}: model {model_config.data.get(key)!r}, run "
             f"{config.data.get(key)!r}"
@@ -290,7 +291,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   else:
     raise errors.ConfigError(
         "--model_dir without --fold needs --clips (the clips to explain).")
-  trained = training_clips(clips, model_dir, config)
+  trained = training_clips(clips, model_dir, config, meta=meta)
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)

@@ -44,9 +44,11 @@ def tiny_config(num_classes=5, image_size=32):
   return cfg
 
 
-def save_random_model(directory, class_names, seed=0):
-  """A randomly initialised tiny model written as a model directory."""
-  cfg = tiny_config(len(class_names))
+def save_random_model(directory, class_names, seed=0, cfg=None,
+                      provenance=None):
+  """A randomly initialised tiny model written as a model directory
+  (`cfg`: default `tiny_config` for the class count)."""
+  cfg = cfg or tiny_config(len(class_names))
   model = from_config(cfg.model)
   s, t = int(cfg.data.image_size), int(cfg.data.num_frames)
   variables = jax.jit(model.init)(
@@ -54,7 +56,8 @@ def save_random_model(directory, class_names, seed=0):
       np.zeros((1, 2, s, s, 3), np.float32))
   return checkpoints.save_model(str(directory),
                                 {"params": variables["params"]}, cfg,
-                                class_names, provenance={"test": "random"})
+                                class_names,
+                                provenance=provenance or {"test": "random"})
 
 
 def mouth_warp(image, amplitude, corners, sigma=10.0):

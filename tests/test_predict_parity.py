@@ -11,17 +11,16 @@ raw frames) and the 'uniform' temporal mode on a clip with a missing frame
 saved with the preprocessing record that train.py writes.
 """
 
-import jax
 import numpy as np
 import pytest
 
-from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
 from edmdbn_jax import predict
 from edmdbn_jax.configs import edmdbn as configs
-from edmdbn_jax.models import from_config
 from tests import fabricate
+from tests.test_predict import save_random_model
+from tests.test_predict import tiny_config
 
 S = 64
 # clip -> (subject folder, onset, apex, offset) as in tests/fabricate.py.
@@ -40,21 +39,12 @@ def tree(tmp_path_factory):
 
 
 def _model(root, clips, variant, mode):
-  cfg = configs.get_config("tiny,num_classes=5")
-  cfg.data.image_size = S
+  cfg = tiny_config(5, S)
   cfg.data.dataset, cfg.data.variant, cfg.data.temporal = (
       "casme2", variant, mode)
-  cfg.model.depths = (1, 1, 1)
-  cfg.model.embed_dim = 16
-  model = from_config(cfg.model)
-  t = int(cfg.data.num_frames)
-  variables = jax.jit(model.init)(
-      jax.random.key(0), np.zeros((1, t + 1, S, S, 3), np.float32),
-      np.zeros((1, 2, S, S, 3), np.float32))
-  return checkpoints.save_model(
-      str(root / f"model_{variant or 'default'}_{mode}"),
-      {"params": variables["params"]}, cfg, clips.class_names,
-      provenance={"preprocessing": clips.preprocessing})
+  return save_random_model(
+      root / f"model_{variant or 'default'}_{mode}", clips.class_names,
+      cfg=cfg, provenance={"preprocessing": clips.preprocessing})
 
 
 @pytest.mark.parametrize("variant,mode,folder,prefix", [
@@ -133,22 +123,13 @@ def test_greyscale_and_smic_apex_rules_apply(tree):
   # A SMIC-HS model trained on greyscale, unaligned frames with
   # smic_apex='middle': colour frames are made grey and, with no apex
   # given, the middle frame is the apex (as for its training clips).
-  cfg = configs.get_config("tiny,num_classes=3")
-  cfg.data.image_size = S
+  cfg = tiny_config(3, S)
   cfg.data.dataset = "smic_hs"
-  cfg.model.depths = (1, 1, 1)
-  cfg.model.embed_dim = 16
-  model = from_config(cfg.model)
-  t = int(cfg.data.num_frames)
-  variables = jax.jit(model.init)(
-      jax.random.key(0), np.zeros((1, t + 1, S, S, 3), np.float32),
-      np.zeros((1, 2, S, S, 3), np.float32))
   record = {"frame_sources": {"smic_hs": "reg_image* (official crops)"},
             "alignment": {"smic_hs": {"aligned": 0, "not_aligned": 4}},
             "greyscale": {"smic_hs": True}, "max_stored_frames": 33}
-  model_dir = checkpoints.save_model(
-      str(tree / "model_smic"), {"params": variables["params"]}, cfg,
-      ("negative", "positive", "surprise"),
+  model_dir = save_random_model(
+      tree / "model_smic", ("negative", "positive", "surprise"), cfg=cfg,
       provenance={"preprocessing": record})
   p = predict.Predictor(model_dir, align=False)
   folder = tree / "manual" / "CASME2" / "Cropped" / "sub01" / "EP02_01f"
