@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 from tqdm.auto import tqdm
 
@@ -50,10 +51,32 @@ class _NullWriter:
     pass
 
 
-def summary_writer(workdir: str):
-  """TensorBoard scalars under <workdir>/tensorboard (tensorboardX)."""
+# TensorBoard tags of a fold's history record keys. Each fold is a run of
+# its own (<workdir>/tensorboard/<fold>), so one chart overlays the folds.
+TAGS = {"loss": "train/loss", "train_accuracy": "train/accuracy",
+        "lr": "train/learning_rate",
+        "test_accuracy": "held_out_subject/accuracy",
+        "test_uf1": "held_out_subject/uf1",
+        "test_uar": "held_out_subject/uar"}
+
+
+def summary_writer(workdir: str, fold: str, first_epoch: int):
+  """TensorBoard scalars of one fold under <workdir>/tensorboard/<fold>.
+
+  `first_epoch` is the first epoch (step) this call writes: a fold resumed
+  from its checkpoint at epoch N re-runs the epochs after N, which a killed
+  run may have written already, so the writer purges the fold's events
+  from that step on (tensorboardX `purge_step`: TensorBoard drops the
+  earlier events at or after it) and each epoch shows once.
+  """
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   except ImportError:  # declared in setup.cfg; keep training if it is absent
     return _NullWriter()
-  return SummaryWriter(os.path.join(workdir, "tensorboard"))
+  # tensorboardX names an event file by the second it was opened and opens
+  # it with 'wb': a resume within the same second would overwrite the
+  # killed run's file. Nanoseconds keep every file, in the order TensorBoard
+  # reads them (by name).
+  return SummaryWriter(os.path.join(workdir, "tensorboard", fold),
+                       purge_step=first_epoch,
+                       filename_suffix=f".{time.time_ns()}")

@@ -716,7 +716,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
   bar = progress.LosoProgress(todo, int(t.epochs),
                               enabled=bool(t.get("progress", True)))
-  writer = progress.summary_writer(workdir)
 
   # 4. Train groups of folds. Every group scans the run's largest number of
   # steps per epoch and evaluates its largest test subject's batches, so the
@@ -732,11 +731,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for g in range(0, len(todo), group_size):
       group = todo[g:g + group_size]
       _train_group(group, group_size, shape, clips, data, config, workdir,
-                   model, jit_init, jit_train, jit_eval, cw_mode, bar, writer,
-                   mesh)
+                   model, jit_init, jit_train, jit_eval, cw_mode, bar, mesh)
   finally:
     bar.close()
-    writer.close()
 
   # 5. Scores and reports: every finished fold of the workdir (a `--folds`
   # subset adds to a run, it does not replace its scores), labelled partial
@@ -754,8 +751,7 @@ def _pad_group(group: List[Fold], size: int) -> List[Fold]:
 
 
 def _train_group(group, group_size, shape, clips, data, config, workdir,
-                 model, jit_init, jit_train, jit_eval, cw_mode, bar, writer,
-                 mesh):
+                 model, jit_init, jit_train, jit_eval, cw_mode, bar, mesh):
   t = config.train
   batch = int(t.batch_size)
   k = int(config.model.num_classes)
@@ -830,6 +826,9 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
 
   epochs = int(t.epochs)
   last_save = time.monotonic()
+  from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
+  writers = [progress.summary_writer(workdir, f.name, start + 1)
+             for f in group]
   try:
     for epoch in range(start, epochs):
       sched = [epoch_schedule(f, epoch, batch, int(t.seed), steps)
@@ -861,10 +860,9 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
           rec.update(test_accuracy=float(sc["accuracy"]),
                      test_uf1=float(sc["uf1"]), test_uar=float(sc["uar"]))
         histories[i].append(rec)
-        for key in ("loss", "train_accuracy", "lr", "test_accuracy",
-                    "test_uf1", "test_uar"):
+        for key, tag in progress.TAGS.items():
           if key in rec:
-            writer.add_scalar(f"{f.name}/{key}", rec[key], done)
+            writers[i].add_scalar(tag, rec[key], done)
       # Checkpoint every fold of the group (the last epoch is kept as the
       # fold's model and result below instead).
       if not checkpoint_due(done, epochs, t.get("checkpoint_every_epochs", 1),
@@ -892,6 +890,9 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
     for mgr in managers:
       mgr.close()
     raise
+  finally:
+    for w in writers:
+      w.close()
 
   # Finished: final model (last epoch) and the fold's result.
   # The group's models are written concurrently and committed before any

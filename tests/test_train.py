@@ -65,6 +65,26 @@ def _histories(workdir, clips):
   return out
 
 
+def _tensorboard(workdir):
+  """{fold: {tag: [(step, value), ...]}} as TensorBoard loads the run."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  out = {}
+  for fold in sorted(os.listdir(workdir / "tensorboard")):
+    acc = event_accumulator.EventAccumulator(
+        str(workdir / "tensorboard" / fold))
+    acc.Reload()
+    out[fold] = {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+                 for tag in acc.Tags()["scalars"]}
+  return out
+
+
+def _check_tensorboard_like(cut, full):
+  """A resumed run's TensorBoard shows each epoch once, as the full run's."""
+  got, want = _tensorboard(cut), _tensorboard(full)
+  assert got == want
+  assert sorted(want) == ["fake_s0", "fake_s1", "fake_s2"]
+
+
 def test_schedule_matches_optax_warmup_cosine():
   spe, warm, epochs, peak = 7, 3, 10, 5e-5
   ref = optax.warmup_cosine_decay_schedule(0.0, peak, warm * spe,
@@ -300,7 +320,17 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
   last = (tmp_path / "seq" / "curves.csv").read_text().splitlines()[-1]
   assert float(last.split(",")[3]) == pytest.approx(
       res1["aggregated"]["uf1"], abs=1e-5)
-  assert list((tmp_path / "seq" / "tensorboard").iterdir())
+  # TensorBoard: a run per fold, each tag once per epoch, the stored
+  # history's values.
+  board = _tensorboard(tmp_path / "seq")
+  assert sorted(board) == ["fake_s0", "fake_s1", "fake_s2"]
+  for fold, tags in board.items():
+    assert sorted(tags) == sorted(progress.TAGS.values())
+    record = json.loads((tmp_path / "seq" / "folds" / fold /
+                         "result.json").read_text())["history"]
+    for key, tag in progress.TAGS.items():
+      assert tags[tag] == [(h["epoch"], pytest.approx(h[key]))
+                           for h in record], (fold, tag)
   # How the folds were grouped is recorded and said with the scores, and
   # every invocation's code, packages and device are logged.
   for run, size in (("seq", 1), ("par", 3), ("pad", 2)):
@@ -615,6 +645,8 @@ def test_resume_when_folds_of_a_group_stopped_apart(clips, tmp_path,
     assert [h["epoch"] for h in hc[s]] == [1, 2, 3]
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
+  # The epochs the killed run wrote and the resume re-ran show once.
+  _check_tensorboard_like(tmp_path / "cut", tmp_path / "full")
 
 
 def _interrupt_at(monkeypatch, at_epoch):
@@ -659,6 +691,7 @@ def test_resume_when_folds_hold_no_common_step(clips, tmp_path, monkeypatch):
     assert [h["epoch"] for h in hc[s]] == [1, 2, 3, 4, 5, 6]
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
+  _check_tensorboard_like(tmp_path / "cut", tmp_path / "full")
 
 
 def test_stop_between_fold_models_and_results_resumes(clips, tmp_path,
@@ -731,6 +764,8 @@ def test_group_killed_before_its_first_checkpoint_restarts(clips, tmp_path,
     assert [h["epoch"] for h in hc[s]] == [1, 2, 3]
     np.testing.assert_array_equal(hf[s][-1]["logits"], hc[s][-1]["logits"])
   assert resumed["aggregated"] == full["aggregated"]
+  # The epochs the killed run wrote and the resume re-ran show once.
+  _check_tensorboard_like(tmp_path / "cut", tmp_path / "full")
 
 
 def test_a_fold_subset_adds_to_a_run_and_scores_are_checked(clips, tmp_path):
