@@ -151,6 +151,17 @@ def overlay(image, cam, alpha: float = 0.45):
   return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def grid_label(cams, size: int) -> str:
+  """What the overlays' resolution is: the maps' token grid, upsampled."""
+  h, w = np.asarray(cams).shape[-2:]
+  return (f"maps on a {h}x{w} token grid, bilinearly upsampled to {size} px "
+          "(no finer detail than the grid)")
+
+
 def motion_image(onset, apex):
   """uint8 onset/apex (H, W, 3) -> uint8 visualisation of apex - onset."""
   d = np.asarray(apex, np.float32) - np.asarray(onset, np.float32)
@@ -188,18 +199,24 @@ def save_class_means(path: str, apex_means, cam_means, counts, correct,
       continue
     face = np.clip(np.asarray(apex_means[c]), 0, 255).astype(np.uint8)
     ax.imshow(overlay(face, cam_means[c]))
-    zeros = (f", {int(empty[c])} empty maps"
+    zeros = (f", {_count(int(empty[c]), 'empty map')}"
              if empty is not None and empty[c] else "")
-    ax.set_title(f"{class_names[c]}\n{int(counts[c])} clips, "
+    ax.set_title(f"{class_names[c]}\n{_count(int(counts[c]), 'clip')}, "
                  f"{int(correct[c])} right{zeros}\npeak "
                  f"{float(np.max(cam_means[c])):.2f}", fontsize=8)
   mappable = matplotlib.cm.ScalarMappable(
       norm=matplotlib.colors.Normalize(0.0, 1.0), cmap="jet")
-  fig.colorbar(mappable, ax=axes[0].tolist(), fraction=0.02, pad=0.01,
-               label="mean map (each clip's map in [0, 1])").ax.tick_params(
-                   labelsize=6)
-  fig.suptitle(title, fontsize=9)
-  fig.subplots_adjust(top=0.72, bottom=0.02, left=0.01, right=0.9)
+  # The colour bar has an axis of its own, right of the panels (one taken
+  # from the panels overlapped the last panel's title).
+  fig.subplots_adjust(top=0.72, bottom=0.02, left=0.01, right=0.86,
+                      wspace=0.08)
+  cax = fig.add_axes([0.89, 0.08, 0.015, 0.58])
+  fig.colorbar(mappable, cax=cax,
+               label="mean map (clip maps in [0, 1])")
+  cax.tick_params(labelsize=6)
+  cax.yaxis.label.set_size(7)
+  fig.suptitle(f"{title}\n{grid_label(cam_means, apex_means.shape[1])}",
+               fontsize=9)
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
@@ -244,11 +261,13 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
     m = np.asarray(m, np.float32)
     lo, hi = float(m.min()), float(m.max())
     im = ax.imshow(m, cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6))
-    ax.set_title(f"TA {name}\n{lo:.3f} .. {hi:.3f}", fontsize=7)
+    ax.set_title(f"Token Attention {name}\n{lo:.3f} .. {hi:.3f}",
+                 fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(
         labelsize=5)
   fig.suptitle(f"{title}\nGrad-CAM maps each scaled to their own maximum "
-               "(where the evidence lies, not how strong it is)", fontsize=8)
+               "(where the evidence lies, not how strong it is); "
+               f"{grid_label(cams, apex.shape[0])}", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

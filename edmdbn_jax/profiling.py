@@ -131,4 +131,5 @@ def forward_latency(config: ml_collections.ConfigDict, batch: int = 1,
 def device_description() -> str:
   d = jax.devices()[0]
   kind = getattr(d, "device_kind", d.platform)
-  return f"{len(jax.devices())} x {kind} ({d.platform}), jax {jax.__version__}"
+  where = f" ({d.platform})" if kind != d.platform else ""
+  return f"{len(jax.devices())} x {kind}{where}, jax {jax.__version__}"

@@ -715,7 +715,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
   bar = progress.LosoProgress(todo, int(t.epochs),
-                              enabled=bool(t.get("progress", True)))
+                              # (nothing to train: scoring only)
+                              enabled=bool(t.get("progress", True)) and
+                              bool(todo))
 
   # 4. Train groups of folds. Every group scans the run's largest number of
   # steps per epoch and evaluates its largest test subject's batches, so the
@@ -1133,13 +1135,15 @@ def config_label(config) -> str:
 
 def grouping_label(stored) -> str:
   """How the folds were trained (fold grouping, devices), from their
-  result.json's `trained_with`; '' when no fold records it (trained
+  result.json's `trained_with`; a note when no fold records it (trained
   before it was recorded)."""
   labels = list(dict.fromkeys(
       w for st in stored for w in st.get("trained_with", [])))
   missing = sum("trained_with" not in st for st in stored)
   if not labels:
-    return ""
+    return ("fold grouping and device not recorded (trained by an "
+            "earlier version; they change the float rounding)"
+            if stored else "")
   return ("trained " + " / ".join(labels) +
           (f" ({missing} folds not recorded)" if missing else ""))
 
@@ -1193,13 +1197,13 @@ def score_run(workdir, folds, clips, config) -> Dict[str, Any]:
               "per_fold": results[other]["per_fold"],
               "protocol": results[other]["protocol"]}
       for other in SELECTIONS if other != selection}
+  run = f"{clips.name}, config {label}, seed {config.train.seed}"
   report_lib.write_all(headline, frs[selection], workdir,
-                       list(clips.class_names))
+                       list(clips.class_names), run=run)
   p = headline["protocol"]
   report_lib.write_curves(
       histories, frs, k, workdir,
       loso="complete" if p["complete"] else "partial",
       title=(f"{report_lib.partial_label(p)}LOSO, {len(folds)} folds, "
-             f"{clips.name}, config {label}, seed "
-             f"{config.train.seed}"))
+             f"{run}"))
   return headline

@@ -21,6 +21,7 @@ import numpy as np
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
 from edmdbn_jax.evaluators import metrics
+from experiments import cli
 
 FLAGS = flags.FLAGS
 
@@ -111,12 +112,13 @@ def describe(res, clips, dataset: str) -> str:
         "every class)")
   for rule, sc in res["per_fold_mean"].items():
     lines.append(f"  per-fold mean (absent classes: {rule}): UF1 "
-                 f"{sc['uf1']:.3f}")
+                 f"{sc['uf1']:.3f}, UAR {sc['uar']:.3f}")
   return "\n".join(lines)
 
 
 def main(argv):
   del argv
+  cli.quiet_orbax_logs()  # and tfds's INFO lines, as loso does
   try:
     clips = input_pipeline.load_clips(
         FLAGS.dataset, num_classes=FLAGS.num_classes,

@@ -292,6 +292,9 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     raise errors.ConfigError(
         "--model_dir without --fold needs --clips (the clips to explain).")
   trained = training_clips(clips, model_dir, config, meta=meta)
+  # Which model the probabilities and maps are of, as the user finds it.
+  rel = os.path.relpath(os.path.abspath(model_dir), workdir)
+  model_label = model_dir if rel.startswith("..") else rel
   out_dir = output or os.path.join(
       workdir, "gradcam", fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
@@ -326,7 +329,8 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,
         title=f"{clips.subjects[i]} {clips.clips[i]}{seen}: true {label}, "
-              f"predicted {pred} (Grad-CAM on {target})",
+              f"predicted {pred} (Grad-CAM on {target}; model "
+              f"{model_label})",
         attention=attention, label=label)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
     for acc in accumulators:
@@ -338,7 +342,8 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   if means.clips:
     # Where the model looks for each class, on average: the true class's
     # map over that class's clips.
-    paths.append(means.write(out_dir, class_names, target))
+    paths.append(means.write(out_dir, class_names,
+                             f"{target} (model {model_label})"))
   if _shared is None:
     jax.clear_caches()
   return paths

@@ -269,11 +269,12 @@ def main(argv):
     logging.info("Config:\n%s", config)
     what = ("Final model (trained on all subjects)"
             if config.train.final_model else "LOSO")
-    other = ", ".join(f"{k}={v}" for k, v in other_settings(config))
+    # The config as the results will name it: the variant and every
+    # setting changed from it (dtype and ablations included).
     print(f"{what} on {config.data.dataset} ({config.model.num_classes} "
-          f"classes, {config.variant} config"
-          f"{'; ' + other if other else ''}), run directory {workdir}",
-          flush=True)
+          f"classes, config {train.config_label(config)}; "
+          f"{config.train.epochs} epochs, seed {config.train.seed}), run "
+          f"directory {workdir}", flush=True)
     if config.train.final_model and config.train.selection != "fixed":
       print(f"Note: the final model keeps the last epoch (no subject is held "
             f"out to select on); --selection={config.train.selection} "

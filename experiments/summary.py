@@ -42,10 +42,10 @@ def main(argv):
     print(f"  {name:>14s}: {n:>12,d}")
   cost = profiling.forward_cost(config, FLAGS.batch, dtype)
   print(f"Forward multiply-adds per clip (matrix products and "
-        f"convolutions): {cost['matmul_macs_per_clip'] / 1e9:.2f} G")
+        f"convolutions): {cost['matmul_macs_per_clip'] / 1e9:.3g} G")
   print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
         f"elementwise work included): "
-        f"{cost['flops'] / FLAGS.batch / 1e9:.2f} G")
+        f"{cost['flops'] / FLAGS.batch / 1e9:.3g} G")
   lat = profiling.forward_latency(config, FLAGS.batch, dtype,
                                   repeats=FLAGS.repeats)
   print(f"Forward latency at batch {FLAGS.batch} on "

@@ -159,7 +159,7 @@ def test_bad_settings_are_one_line_errors(data_dir, tmp_path):
        "--folds=nobody"], cwd=ROOT, env=env, capture_output=True, text=True,
       timeout=600)
   assert r.returncode == 2, r.stderr[-2000:]
-  assert "train.epochs=60" in r.stdout and "unknown subjects" in r.stderr
+  assert "; 60 epochs" in r.stdout and "unknown subjects" in r.stderr
 
 
 def test_loso_on_a_fabricated_casme2_tree(tmp_path):

@@ -1,5 +1,6 @@
 """LOSO metrics: hand-computed cases, scikit-learn, absent-class rules."""
 
+import csv
 import json
 
 import numpy as np
@@ -140,8 +141,14 @@ def test_reports_label_their_protocol(tmp_path):
   for sel in ("fixed", "test_best", "released"):
     res = metrics.summarize(folds, 3, ["neg", "pos", "sur"], selection=sel)
     out = tmp_path / sel
-    report.write_all(res, folds, str(out), ["neg", "pos", "sur"])
+    report.write_all(res, folds, str(out), ["neg", "pos", "sur"],
+                     run="fake, config tiny, seed 0")
     md = (out / "results.md").read_text()
+    # The confusion matrix names its protocol and its run (one csv line).
+    with open(out / "confusion.csv", newline="") as f:
+      corner = next(csv.reader(f))[0]
+    assert corner.startswith("true \\ predicted (LOSO, 2 folds, aggregated")
+    assert "UF1" in corner and "; fake, config tiny, seed 0)" in corner
     # Only the fixed budget is the MEGC protocol's headline; every
     # test-selected row says so.
     if sel == "fixed":
@@ -168,7 +175,8 @@ def test_reports_label_their_protocol(tmp_path):
     # SAMM subjects as the official ground truth writes them.
     assert report.megc_subject("samm", "samm/006") == "6"
     assert report.megc_subject("casme2", "casme2/sub01") == "sub01"
-    corner = (out / "confusion.csv").read_text().splitlines()[0]
+    with open(out / "confusion.csv", newline="") as f:
+      corner = next(csv.reader(f))[0]
     assert report.selection_label(sel) in corner
     assert "PARTIAL" not in corner
   # A partial run says so in every row and in the confusion title.

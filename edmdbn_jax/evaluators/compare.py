@@ -354,7 +354,7 @@ def markdown(result: Dict[str, Any]) -> str:
       name = f"`{_name(row['path'])}`"
       seeds = ""
       if len(paths) > 1:
-        name += f" + {len(paths) - 1} more"
+        name = " + ".join(f"`{_name(q)}`" for q in paths)
         seeds = (f"; {len(paths)} seeds {row['seeds']}: UF1 "
                  + ", ".join(f"{u:.3f}" for u in d["uf1_per_seed"]))
       part = "" if row["complete"] else (
@@ -403,13 +403,21 @@ def plot(result: Dict[str, Any], path: str):
       if len(per_seed) > 1:
         ax.plot(np.full(len(per_seed), xi + 0.06), per_seed, ".", color=c,
                 ms=3, alpha=0.7)
-  ax.set_xticks(range(len(runs)), [_name(r["path"]) for r in runs],
-                rotation=20, ha="right", fontsize=8)
+  grouped = [len(r.get("paths", [r["path"]])) > 1 for r in runs]
+  ax.set_xticks(range(len(runs)), [
+      _name(r["path"]) + (f"\n+ {len(r['paths']) - 1} more: mean of seeds "
+                          + ", ".join(map(str, r["seeds"])) if g else "")
+      for r, g in zip(runs, grouped)], rotation=20, ha="right", fontsize=8)
   ax.set_ylabel("UF1, pooled over folds")
   ax.set_ylim(0, 1)
   b = result["bootstrap"]
-  ax.set_title(f"LOSO, {result['subjects']} subjects; bars: "
-               f"{100 * b['level']:g}% subject bootstrap", fontsize=9)
+  title = (f"LOSO, {result['subjects']} subjects; bars: "
+           f"{100 * b['level']:g}% subject bootstrap")
+  if any(grouped):
+    ax.plot([], [], ".", color="0.3", label="each seed's own UF1")
+    title += ("\n(seeds held fixed: a group's bar leaves out "
+              "seed-to-seed\nvariation, so a seed may fall outside it)")
+  ax.set_title(title, fontsize=9)
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

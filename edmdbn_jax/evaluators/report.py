@@ -1,5 +1,6 @@
 """Reports of a LOSO run: markdown, confusion matrices, per-clip predictions."""
 
+import collections
 import csv
 import json
 import os
@@ -113,7 +114,9 @@ def plot_confusion(cm, class_names: Sequence[str], path: str, title: str):
   norm = np.where(rows > 0, cm / np.maximum(rows, 1), 0.0)
   k = len(class_names)
   fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
-  ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+  im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+  fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+               label="fraction of the true class (row: recall)")
   for i in range(k):
     for j in range(k):
       ax.text(j, i, f"{cm[i, j]}\n{100 * norm[i, j]:.0f}%", ha="center",
@@ -121,7 +124,7 @@ def plot_confusion(cm, class_names: Sequence[str], path: str, title: str):
               color="white" if norm[i, j] > 0.5 else "black")
   ax.set_xticks(range(k), class_names, rotation=45, ha="right")
   ax.set_yticks(range(k), class_names)
-  ax.set_xlabel("predicted")
+  ax.set_xlabel("predicted (cells: clips, % of the row)")
   ax.set_ylabel("true")
   ax.set_title(title, fontsize=8)
   fig.tight_layout()
@@ -135,7 +138,8 @@ def save_confusion(cm, class_names, workdir, title):
                  title)
   with open(os.path.join(workdir, "confusion.csv"), "w", newline="") as f:
     w = csv.writer(f)
-    w.writerow([f"true \\ predicted ({title})"] + list(class_names))
+    w.writerow([f"true \\ predicted ({'; '.join(title.splitlines())})"]
+               + list(class_names))
     for name, row in zip(class_names, np.asarray(cm).tolist()):
       w.writerow([name] + row)
 
@@ -211,6 +215,10 @@ def write_curves(histories, fold_results_by_selection, num_classes: int,
              color="0.6", lw=0.6, alpha=0.6)
   ax0.plot(curves["epoch"], curves["train_loss"], color="k", lw=2,
            label="mean over folds")
+  # A uniform guess scores ln K (exactly without class weights).
+  ax0.axhline(np.log(num_classes), color="0.4", ls=":", lw=1,
+              label=f"ln {num_classes} = {np.log(num_classes):.2f}: a uniform "
+              "guess")
   ax0.set_xlabel("epoch")
   ax0.set_ylabel("training loss")
   ax0.set_title("training loss (grey: each fold)", fontsize=9)
@@ -222,20 +230,28 @@ def write_curves(histories, fold_results_by_selection, num_classes: int,
              ms=3, label="UF1, pooled over folds")
     ax1.plot(ep, [v for v in curves["pooled_uar"] if v is not None], "s--",
              ms=3, label="UAR, pooled over folds")
-  # (marker, colour, height) of the epochs the test-selected protocols took.
-  markers = {"test_best": ("v", "tab:red", -0.035),
-             "released": ("^", "tab:purple", -0.015)}
+  # The epochs the test-selected protocols took, one row each below the
+  # curves, with how many folds took each epoch (folds taking one epoch
+  # would otherwise draw one marker).
+  markers = {"test_best": ("v", "tab:red", -0.05),
+             "released": ("^", "tab:purple", -0.13)}
   for sel, frs in fold_results_by_selection.items():
     if sel not in markers:
       continue
-    chosen = [fr.epoch for fr in frs if fr.epoch is not None]
+    counts = collections.Counter(fr.epoch for fr in frs
+                                 if fr.epoch is not None)
     m, c, y = markers[sel]
-    ax1.plot(chosen, np.full(len(chosen), y), m, color=c, ms=5, alpha=0.6,
+    ax1.plot(sorted(counts), np.full(len(counts), y), m, color=c, ms=5,
              ls="none", label=f"epoch each fold's {sel} took (SELECTED ON "
-             "TEST)")
+             "TEST; digits: folds at that epoch)")
+    for e, n in counts.items():
+      if n > 1:
+        ax1.annotate(str(n), (e, y), xytext=(4, 1),
+                     textcoords="offset points", fontsize=7, color=c,
+                     va="center")
   ax1.axvline(curves["epoch"][-1] if curves["epoch"] else 0, color="0.3",
               ls=":", label="fixed budget (last epoch)")
-  ax1.set_ylim(-0.06, 1.02)
+  ax1.set_ylim(-0.18, 1.02)
   ax1.set_xlabel("epoch")
   ax1.set_ylabel("held-out score")
   ax1.set_title("held-out subjects by epoch budget (reading the best budget "
@@ -305,8 +321,12 @@ def write_predictions(fold_results, class_names, path, selection,
         w.writerow(row)
 
 
-def write_all(results, fold_results, workdir, class_names):
-  """results.json/.md, confusion.png/.csv, predictions.csv, megc_log.txt."""
+def write_all(results, fold_results, workdir, class_names, run: str = ""):
+  """results.json/.md, confusion.png/.csv, predictions.csv, megc_log.txt.
+
+  `run` names the run in the confusion matrix's title (dataset, config,
+  seed), as curves.png's title does.
+  """
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(markdown_table(results))
@@ -314,7 +334,7 @@ def write_all(results, fold_results, workdir, class_names):
   p = results["protocol"]
   title = (f"{partial_label(p)}LOSO, {p['folds']} folds, aggregated, "
            f"{selection_label(p['selection'])}: UF1 {_f(a['uf1'])}, "
-           f"UAR {_f(a['uar'])}")
+           f"UAR {_f(a['uar'])}" + (f"\n{run}" if run else ""))
   save_confusion(a["confusion"], class_names, workdir, title)
   write_predictions(fold_results, class_names,
                     os.path.join(workdir, "predictions.csv"), p["selection"],
