@@ -142,6 +142,18 @@ def load_model_and_meta(directory: str, dtype: Optional[str] = None):
     step, meta = _restore_meta(mgr, directory)
     config = config_from_json(meta["config"])
     model = from_config(config.model, dtype=dtype)
-    restored = mgr.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_variables(model, config))))
+    try:
+      restored = mgr.restore(step, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_variables(model,
+                                                             config))))
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax raises many kinds (KeyError, ValueError from TensorStore,
+      # ...) for a missing or damaged parameter folder.
+      reason = " ".join(str(e).split())
+      raise errors.CheckpointError(
+          f"{directory}: the parameters of step {step} cannot be read "
+          f"({type(e).__name__}: {reason[:300]}"
+          f"{' ...' if len(reason) > 300 else ''}). The directory is "
+          "incomplete or damaged (e.g. a partial copy): copy the whole "
+          "model directory again, or retrain the fold.") from e
   return model, restored["params"], config, tuple(meta["class_names"]), meta

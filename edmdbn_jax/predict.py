@@ -20,7 +20,7 @@ prediction.
 
 import dataclasses
 import os
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import jax
@@ -49,6 +49,9 @@ class Prediction:
   onset_frame: np.ndarray            # aligned uint8 (S, S, 3)
   apex_frame: np.ndarray
   inputs: Optional["InputPlan"] = None  # how the frames were prepared
+  # Frame numbers absent between the onset and offset of a frame folder
+  # (kept as found, as the dataset builders do); None for a video.
+  missing_frame_numbers: Optional[List[int]] = None
 
   @property
   def predicted(self) -> str:
@@ -60,6 +63,8 @@ class Prediction:
                               zip(self.class_names, self.probabilities)},
             "onset": self.onset, "apex": self.apex, "offset": self.offset,
             "apex_estimated": self.apex_estimated,
+            **({"missing_frame_numbers": self.missing_frame_numbers}
+               if self.missing_frame_numbers is not None else {}),
             **({"inputs": dataclasses.asdict(self.inputs)}
                if self.inputs is not None else {})}
 
@@ -368,6 +373,10 @@ class Predictor:
     families of frames, e.g. SMIC's `image*` and `reg_image*`).
     """
     from edmdbn_jax.preprocess import io  # pylint: disable=g-import-not-at-top
+    if os.path.isfile(directory):
+      raise errors.DataError(
+          f"{directory} is a file; --frames takes a folder of frames (for a "
+          "video file use --video).")
     paths = io.list_frames(directory, prefix=prefix)
     numbers = [io.frame_number(p) for p in paths]
     index = {n: i for i, n in enumerate(numbers)}
@@ -376,9 +385,11 @@ class Predictor:
       if v is None:
         return None
       if v not in index:
+        gap = (" falls in a gap of the numbering" if
+               numbers[0] < v < numbers[-1] else "")
         raise errors.DataError(
-            f"{directory}: no frame numbered {v} for --{name} (frames "
-            f"{numbers[0]}..{numbers[-1]}).")
+            f"{directory}: no frame numbered {v} for --{name}{gap} (frames "
+            f"{numbers[0]}..{numbers[-1]}, {len(numbers)} files).")
       return index[v]
 
     o, a, f = (to_pos("onset", onset), to_pos("apex", apex),
@@ -401,5 +412,7 @@ class Predictor:
     pred.onset = numbers[lo + pred.onset]
     pred.apex = numbers[lo + pred.apex]
     pred.offset = numbers[lo + pred.offset]
+    pred.missing_frame_numbers = sorted(
+        set(range(pred.onset, pred.offset + 1)) - set(numbers))
     return pred
 

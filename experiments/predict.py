@@ -81,7 +81,12 @@ def main(argv):
                            ".svg file name.")
   for out in (heatmap, FLAGS.json):
     if out:
-      os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+      try:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+      except OSError as e:  # a file where a folder of the path should be
+        print(f"error: cannot write {out}: {e.strerror} "
+              f"({e.filename}).", file=sys.stderr)
+        sys.exit(2)
   def status(text):  # progress on stderr; stdout holds the result
     print(text, file=sys.stderr, flush=True)
 
@@ -107,6 +112,11 @@ def main(argv):
   d = result.as_dict()
   how = "estimated" if result.apex_estimated else "given"
   print(f"onset {d['onset']}, apex {d['apex']} ({how}), offset {d['offset']}")
+  missing = d.get("missing_frame_numbers")
+  if missing:
+    print(f"note: {len(missing)} frame number(s) between the onset and "
+          f"offset have no file ({_ranges(missing)}); the frames present "
+          "were used, as the dataset builders do.")
   for name, p in sorted(d["probabilities"].items(), key=lambda kv: -kv[1]):
     print(f"  {name:>12s}: {p:.3f}")
   print(f"predicted: {d['predicted']}")
@@ -117,6 +127,18 @@ def main(argv):
     with open(FLAGS.json, "w", encoding="utf-8") as f:
       json.dump(d, f, indent=2)
     print(f"json: {FLAGS.json}")
+
+
+def _ranges(numbers) -> str:
+  """[13, 14, 17, 18, 19] -> '13-14, 17-19'."""
+  out, start = [], None
+  for i, n in enumerate(numbers):
+    if start is None:
+      start = n
+    if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+      out.append(str(start) if start == n else f"{start}-{n}")
+      start = None
+  return ", ".join(out)
 
 
 if __name__ == "__main__":

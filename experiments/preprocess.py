@@ -25,6 +25,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -62,12 +63,21 @@ def define_flags():
                     "Exit 0 even when some clips failed.")
 
 
-def find_clips(root: pathlib.Path, output: pathlib.Path
+# Files that are not material: a folder holding only these is not reported
+# as passed over.
+_NOT_MATERIAL = ("thumbs.db", "desktop.ini")
+
+
+def find_clips(root: pathlib.Path, output: pathlib.Path,
+               passed_over: Optional[list] = None
                ) -> list[tuple[str, pathlib.Path, str]]:
   """(relative clip path, source, kind) for every clip, sorted by path.
 
   kind is "video" or "frames". A video or frame folder given directly is the
-  clip ".". The output folder is never searched.
+  clip ".". The output folder is never searched. `passed_over`, when given,
+  receives {'folder', 'files', 'suffixes'} of every folder that holds files
+  but no frame or video (e.g. frames in a format not read): nothing under
+  the input is left out unsaid.
   """
   if root.is_file():
     if root.suffix.lower() not in VIDEO_SUFFIXES:
@@ -91,12 +101,20 @@ def find_clips(root: pathlib.Path, output: pathlib.Path
         keep.append(n)
     dirnames[:] = keep
     rel = d.relative_to(root).as_posix()
+    found = len(clips)
     if any(pio.is_image(n) for n in filenames):
       clips.append((rel, d, "frames"))
     for n in sorted(filenames):
       if pathlib.Path(n).suffix.lower() in VIDEO_SUFFIXES:
         vrel = (pathlib.PurePosixPath(rel) / pathlib.Path(n).stem).as_posix()
         clips.append((vrel, d / n, "video"))
+    material = [n for n in filenames if not n.startswith(".")
+                and n.lower() not in _NOT_MATERIAL]
+    if passed_over is not None and len(clips) == found and material:
+      passed_over.append({
+          "folder": rel, "files": len(material),
+          "suffixes": sorted({pathlib.Path(n).suffix.lower() or "(none)"
+                              for n in material})})
   if not clips:
     raise errors.DataError(
         f"{root}: no folder of images ({', '.join(pio.IMAGE_SUFFIXES)}) and "
@@ -128,6 +146,10 @@ def check_paths(input_path, output) -> None:
   out = pathlib.Path(os.path.realpath(output))
   hint = ("Choose an --output folder outside the input, e.g. a sibling "
           "folder of it.")
+  if out.exists() and not out.is_dir():
+    raise errors.ConfigError(
+        f"--output {output} is a file; give a folder (new or existing) for "
+        "the crops.")
   if out == src:
     raise errors.ConfigError(
         f"--output {output} is the input {input_path} itself ({src}); the "
@@ -238,7 +260,8 @@ def run(input_path, output, image_size=224, align=True, workers=1,
                   upsample=int(upsample), face_rule=face_rule)
   face.FacePreprocessor(**settings)  # Bad settings fail before any work.
   check_paths(root, out)
-  clips = find_clips(root, out)
+  passed_over = []
+  clips = find_clips(root, out, passed_over)
   out.mkdir(parents=True, exist_ok=True)
   tasks = [(rel, src, kind, str(out), settings, prefix)
            for rel, src, kind in clips]
@@ -259,6 +282,8 @@ def run(input_path, output, image_size=224, align=True, workers=1,
   report = dict(input=str(root), output=str(out), **settings, prefix=prefix,
                 num_clips=len(results), num_ok=len(results) - len(failed),
                 num_failed=len(failed), seconds=round(time.time() - start, 2),
+                # Folders holding files but no frames or video: not clips.
+                folders_without_frames=passed_over,
                 clips=dict(sorted(results.items())))
   (out / "report.json").write_text(
       json.dumps(report, indent=2, ensure_ascii=False) + "\n",
@@ -286,6 +311,15 @@ def main(argv):
   for rel, entry in report["clips"].items():
     if entry["status"] != "ok":
       print(f"FAILED {rel}: {entry['reason']}")
+  skipped = report["folders_without_frames"]
+  if skipped:
+    listed = ", ".join(f"{f['folder']} ({f['files']} file(s): "
+                       f"{' '.join(f['suffixes'])})" for f in skipped[:10])
+    print(f"Passed over {len(skipped)} folder(s) holding files but no frames "
+          f"({', '.join(pio.IMAGE_SUFFIXES)}) or video: {listed}"
+          f"{' ...' if len(skipped) > 10 else ''}. Convert frames in another "
+          "format to one of these to preprocess them (report.json lists "
+          "every such folder).", file=sys.stderr)
   print(f"report: {pathlib.Path(report['output']) / 'report.json'}")
   if report["num_failed"] and not FLAGS.allow_failures:
     print(f"{report['num_failed']} clip(s) failed (see failures.txt); "

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 
+from etils import epath
 import numpy as np
 import pytest
 
@@ -133,6 +134,56 @@ def test_casme2_5class(trees, tmp_path):
   assert report["excluded_by_class_set"] == {"fear": 1, "sadness": 1}
   on_disk = pathlib.Path(builder.data_dir) / common.REPORT_FILENAME
   assert json.loads(on_disk.read_text())["num_clips"] == 7
+
+
+def test_only_kept_clips_count_as_repaired_and_apex_at_onset_is_said(
+    tmp_path):
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  root = fabricate.fabricate_casme2(tmp_path / "m")
+  # EP04_02 (frame 4 missing: a repair) loses its apex frame 3 too: it is
+  # skipped, so it was not repaired.
+  (root / "Cropped" / "sub01" / "EP04_02" / "reg_img3.jpg").unlink()
+  # EP03_02's apex annotated on its onset frame 10: kept as annotated, said.
+  path = root / "CASME2-coding-20190701.xlsx"
+  wb = openpyxl.load_workbook(path)
+  ws = wb.worksheets[0]
+  assert ws.cell(3, 2).value == "EP03_02"
+  ws.cell(3, 5).value = 10
+  wb.save(path)
+  builder, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 5,
+                               variant="")
+  # The build's skips are recalled when it is reused: replacing a bad frame
+  # under its own name does not show in the folder listings.
+  checked = builder.check_build(tmp_path / "m")
+  assert "2 clip(s) were skipped at the build (" in checked
+  assert "EP04_02" in checked and "EP07_01" in checked
+  skipped = {s["clip"]: s["reason"] for s in report["skipped"]}
+  assert sorted(skipped) == ["casme2/sub01/EP04_02", "casme2/sub05/EP07_01"]
+  assert "apex frame 3 not found" in skipped["casme2/sub01/EP04_02"]
+  assert [(r["clip"], r["rule"]) for r in report["repaired"]] == [
+      ("casme2/sub04/EP12_01f", "apex_missing_middle_frame")]
+  note = [n for n in report["notes"] if n.startswith("casme2/sub01/EP03_02")]
+  assert len(note) == 1 and "apex is the onset frame 10" in note[0]
+  clip = _by_clip(ex)[("casme2/sub01", "EP03_02")]
+  assert clip["apex"] == 0
+
+
+def test_a_one_frame_clip_is_an_annotation_error():
+  row = common.SheetRow("s.xlsx, sheet 'S', row 4", {
+      "onsetframe": 46, "apexframe": 46, "offsetframe": 46})
+  with pytest.raises(AnnotationError, match=r"row 4: OnsetFrame and "
+                     r"OffsetFrame are both 46: a one-frame clip"):
+    common.sheet_record(row, dataset="casme2", subject="01", clip="EP",
+                        class_set=common.CLASS_SETS["casme2"][5],
+                        frame_dir=epath.Path("x"), prefix="reg_img",
+                        align=False,
+                        columns=("OnsetFrame", "ApexFrame", "OffsetFrame"))
+  with pytest.raises(AnnotationError, match=r"row 4: column 'OnsetFrame' "
+                     r"holds -3, expected a frame number"):
+    common.parse_frame(-3, "OnsetFrame", "row 4")
+  with pytest.raises(AnnotationError, match=r"row 4: column 'OnsetFrame' is "
+                     r"empty.*formula cell"):
+    common.parse_frame(None, "OnsetFrame", "row 4")
 
 
 def test_casme2_3class(trees, tmp_path):
@@ -470,20 +521,30 @@ def test_megc2019_ground_truth_bad_rows(tmp_path, text, match):
   path.write_text(text)
   with pytest.raises(AnnotationError, match=match):
     megc.read_ground_truth(path)
+  # Not UTF-8 (a cp1252 export with an accented note): the file is named.
+  path.write_bytes("casme2,1,EP02_01f,1\nsamm,6,006_1_2,1 caf\u00e9\n"
+                   .encode("cp1252"))
+  with pytest.raises(AnnotationError, match=r"gt.csv is not UTF-8 text.*"
+                     r"save it as 'CSV UTF-8'"):
+    megc.read_ground_truth(path)
 
 
-@pytest.mark.parametrize("text", [
-    'dataset,subject,filename,label\nSAMM,6,006_1_2,1\n"CASME II","02",'
-    '"EP09_05","0"\n',  # quoted, as spreadsheet exports write
-    "Dataset\tSubject\tFilename\tLabel\r\nSAMM\t6\t006_1_2\t1\r\n"
-    "casme2\t2\tEP09_05\t0\r\n",  # tab-separated, CRLF
-    "SAMM,6,006_1_2,1,,\n\ncasme2, 2 ,EP09_05,0\n",  # no header
+@pytest.mark.parametrize("text,encoding", [
+    ('dataset,subject,filename,label\nSAMM,6,006_1_2,1\n"CASME II","02",'
+     '"EP09_05","0"\n', "utf-8"),  # quoted, as spreadsheet exports write
+    ("Dataset\tSubject\tFilename\tLabel\r\nSAMM\t6\t006_1_2\t1\r\n"
+     "casme2\t2\tEP09_05\t0\r\n", "utf-8"),  # tab-separated, CRLF
+    ("SAMM,6,006_1_2,1,,\n\ncasme2, 2 ,EP09_05,0\n", "utf-8"),  # no header
+    # Excel's "Unicode Text": UTF-16 with a byte-order mark, tabs.
+    ("Dataset\tSubject\tFilename\tLabel\r\nSAMM\t6\t006_1_2\t1\r\n"
+     "casme2\t2\tEP09_05\t0\r\n", "utf-16"),
+    ("SAMM,6,006_1_2,1\ncasme2,2,EP09_05,0\n", "utf-8-sig"),
 ])
-def test_megc2019_ground_truth_formats(tmp_path, text):
+def test_megc2019_ground_truth_formats(tmp_path, text, encoding):
   from edmdbn_jax.datasets.megc2019_composite import (  # pylint: disable=g-import-not-at-top
       megc2019_composite_dataset_builder as megc)
   path = tmp_path / "gt.csv"
-  path.write_bytes(text.encode())
+  path.write_bytes(text.encode(encoding))
   truth = megc.read_ground_truth(path)
   assert {k: v.label for k, v in truth.items()} == {
       ("samm", "006", "006_1_2"): "positive",
@@ -627,8 +688,10 @@ def test_small_face_found_with_upsampling_and_bad_frame_skips_one_clip(
   assert set(skipped) == {"casme2/sub02/EP02_01f", "casme2/sub05/EP07_01"}
   reason = skipped["casme2/sub02/EP02_01f"]
   assert str(bad) in reason and "cannot decode" in reason
+  # The rebuild command as it can be pasted: the build's own manual_dir.
   assert ("python -m edmdbn_jax.datasets.build casme2 --config=3class_64 "
-          "--manual_dir=DIR") in reason and "--overwrite" in reason
+          f"--manual_dir={tmp_path / 'm'} ") in reason
+  assert "--overwrite" in reason
 
 
 def test_no_clip_with_a_face_is_a_clear_error(tmp_path):
@@ -657,6 +720,17 @@ def test_smic_subject_folders_any_case(tmp_path):
       "smic_hs/s10/s10_ne_03", "smic_hs/s2/s2_sur_01"]
   assert any("'notes'" in n and "not subject folders" in n
              for n in report.notes)
+  # A clip still zipped (and other files among the folders) is reported:
+  # SMIC-HS has no sheet to show the clip missing.
+  clip = root / "HS" / "S10" / "micro" / "negative" / "s10_ne_02"
+  shutil.make_archive(str(clip), "zip", clip)
+  shutil.rmtree(clip)
+  (root / "HS" / "readme.txt").write_text("x")
+  recs, report = _smic_records(tmp_path)
+  assert "smic_hs/s10/s10_ne_02" not in [r.key for r in recs]
+  note = [n for n in report.notes if "ignored 2 file(s)" in n]
+  assert len(note) == 1 and "s10_ne_02.zip" in note[0], report.notes
+  assert "readme.txt" in note[0] and "unpack the archives (1)" in note[0]
   (root / "HS" / "s10").mkdir()  # Now both s10 and S10.
   with pytest.raises(DataError, match=r"S10 and .*s10 are both subject s10"):
     _smic_records(tmp_path)
@@ -712,10 +786,31 @@ def test_casme2_raw_frames_are_face_aligned(tmp_path):
 @pytest.mark.slow
 def test_build_command_line(trees, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  subprocess.run(
+  r = subprocess.run(
       [sys.executable, "-m", "edmdbn_jax.datasets.build", "smic_hs",
        "--config=3class_64", f"--manual_dir={trees['smic_hs']}",
-       f"--data_dir={tmp_path}"], check=True, env=env, cwd=REPO)
+       f"--data_dir={tmp_path}"], check=True, env=env, cwd=REPO,
+      capture_output=True, text=True)
+  # The outcome is said last, before the path.
+  assert ("5 clips of 3 subjects; 0 skipped, 0 repaired, 0 excluded"
+          in r.stderr.splitlines()[-1]), r.stderr[-2000:]
   reports = list(tmp_path.glob("smic_hs/3class_64/*/build_report.json"))
   assert len(reports) == 1
   assert json.loads(reports[0].read_text())["num_clips"] == 5
+  # Mistakes are one line each, not a traceback.
+  a_file = tmp_path / "notes.txt"
+  a_file.write_text("x")
+  for args, message in (
+      (["casme3", "--config=5class_64"], "error: Unknown dataset 'casme3'"),
+      (["smic_hs", "--config=3class_64", f"--manual_dir={a_file}",
+        f"--data_dir={tmp_path / 'd2'}"],
+       f"({a_file}) is a file, not a folder"),
+      (["smic_hs", "--config=3class_64", f"--manual_dir={tmp_path / 'no'}",
+        f"--data_dir={tmp_path / 'd3'}"], "is missing or empty")):
+    r = subprocess.run(
+        [sys.executable, "-m", "edmdbn_jax.datasets.build", *args], env=env,
+        cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    # tfds's own copy of the instructions is not printed as well.
+    assert "download/extract dataset artifacts" not in r.stderr, r.stderr

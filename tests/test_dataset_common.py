@@ -63,6 +63,51 @@ def test_samm_header_found_below_notes(tmp_path, header_row):
       c for _, c, *_ in fabricate.SAMM_ROWS]
 
 
+def _workbook(path, sheets):
+  """An .xlsx of {sheet title: rows}, in order."""
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  wb = openpyxl.Workbook()
+  wb.remove(wb.active)
+  for title, rows in sheets.items():
+    ws = wb.create_sheet(title)
+    for row in rows:
+      ws.append(row)
+  wb.save(path)
+  return path
+
+
+HEADER = ["Subject", "Filename", "Estimated Emotion"]
+
+
+def test_read_sheet_finds_the_annotation_sheet_and_refuses_ambiguity(
+    tmp_path):
+  rows = [HEADER, [1, "EP01", "happiness"], [2, "EP02", "others"]]
+  # A notes sheet before the annotations is passed over.
+  path = _workbook(tmp_path / "a.xlsx", {"ReadMe": [["see the paper"]],
+                                         "Sheet1": rows})
+  got = common.read_sheet(path, HEADER)
+  assert [r.get("Filename") for r in got] == ["EP01", "EP02"]
+  assert got[0].where == "a.xlsx, sheet 'Sheet1', row 2"
+  # No sheet with the header: every sheet is named.
+  path = _workbook(tmp_path / "b.xlsx", {"ReadMe": [["x"]], "S": [["y"]]})
+  with pytest.raises(AnnotationError, match="in any sheet .'ReadMe', 'S'."):
+    common.read_sheet(path, HEADER)
+  # Two sheets with the header: which holds the annotations is unclear.
+  path = _workbook(tmp_path / "c.xlsx", {"A": rows, "B": rows})
+  with pytest.raises(AnnotationError, match="sheets 'A', 'B' each have"):
+    common.read_sheet(path, HEADER)
+  # A required column named twice: the last one used to win unseen.
+  path = _workbook(tmp_path / "d.xlsx", {"S": [
+      HEADER + ["Estimated Emotion"], [1, "EP01", "others", "happiness"]]})
+  with pytest.raises(AnnotationError,
+                     match="columns C, D .* named 'Estimated Emotion'"):
+    common.read_sheet(path, HEADER)
+  # A header and nothing below it.
+  path = _workbook(tmp_path / "e.xlsx", {"S": [HEADER, [None, " "]]})
+  with pytest.raises(AnnotationError, match="no annotation rows"):
+    common.read_sheet(path, HEADER)
+
+
 def _record(tmp_path, clip, label="negative", prefix=""):
   return common.ClipRecord(
       dataset="toy", subject="01", clip=clip, emotion=label, label=label,

@@ -178,6 +178,27 @@ def test_predict_frames_with_keyframes_as_frame_numbers(predictor, files):
   np.testing.assert_allclose(same.cams, pred.cams, atol=1e-5)
 
 
+def test_predict_frames_says_which_frame_numbers_are_missing(
+    predictor, files, tmp_path):
+  gappy = tmp_path / "gappy"
+  shutil.copytree(files["frames"], gappy)
+  for n in (104, 105, 108):
+    (gappy / f"img{n}.jpg").unlink()
+  pred = predictor.predict_frames(str(gappy), onset=102, apex=106,
+                                  offset=110)
+  assert pred.missing_frame_numbers == [104, 105, 108]
+  assert pred.as_dict()["missing_frame_numbers"] == [104, 105, 108]
+  full = predictor.predict_frames(str(files["frames"]), onset=102, apex=106,
+                                  offset=110)
+  assert full.missing_frame_numbers == []
+  with pytest.raises(errors.DataError, match=r"no frame numbered 104 for "
+                     r"--apex falls in a gap of the numbering \(frames "
+                     r"101\.\.111, 8 files\)"):
+    predictor.predict_frames(str(gappy), apex=104)
+  from experiments import predict as predict_cli  # pylint: disable=g-import-not-at-top
+  assert predict_cli._ranges([104, 105, 108]) == "104-105, 108"
+
+
 def test_predict_frames_with_a_prefix_in_a_two_family_folder(
     predictor, files, tmp_path):
   both = tmp_path / "both"
@@ -284,6 +305,9 @@ CASES = [
      lambda f, b: [f"--video={f['video']}", "--onset=11"],
      lambda p, f, b: p.predict_video(str(f["video"]), onset=11),
      errors.DataError, r"--onset=11 is outside the clip's 11 frames"),
+    ("file_as_frames", lambda f, b: [f"--frames={f['video']}"],
+     lambda p, f, b: p.predict_frames(str(f["video"])),
+     errors.DataError, r"smile.avi is a file; --frames takes a folder"),
     ("frame_number_unknown",
      lambda f, b: [f"--frames={f['frames']}", "--apex=5"],
      lambda p, f, b: p.predict_frames(str(f["frames"]), apex=5),
@@ -318,6 +342,22 @@ def test_refuses_a_model_for_another_class_set(files, classes, pattern):
   predict.Predictor(files["model"], expected_classes=["5"])
   predict.Predictor(files["model"], expected_classes=[c.upper()
                                                       for c in CLASSES])
+
+
+@pytest.mark.parametrize("damage", ["params_folder", "manifest"])
+def test_a_damaged_model_directory_is_named(files, tmp_path, damage):
+  # A partial copy: Orbax's KeyError or TensorStore's NOT_FOUND becomes one
+  # error naming the directory and the fix.
+  copy = tmp_path / "copy"
+  shutil.copytree(files["model"], copy)
+  if damage == "params_folder":
+    shutil.rmtree(copy / "0" / "params")
+  else:
+    (copy / "0" / "params" / "manifest.ocdbt").unlink()
+  with pytest.raises(errors.CheckpointError,
+                     match=r"copy: the parameters of step 0 cannot be read "
+                           r".*copy the whole model directory again"):
+    predict.Predictor(str(copy))
 
 
 def test_cli_exits_non_zero_with_a_message_on_bad_input(files, bad):

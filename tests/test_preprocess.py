@@ -131,7 +131,7 @@ def test_process_clip_shapes(head):
   np.testing.assert_array_equal(out[0], out[2])
   assert np.abs(out[0].astype(int) - out[1]).mean() > 1  # Not all one frame.
   plain = FacePreprocessor(image_size=32, align=False).process_clip(
-      [head, cv2.resize(head, (20, 30))], "c")
+      [head, np.ascontiguousarray(head[:, ::-1])], "c")
   assert plain.shape == (2, 32, 32, 3) and plain.dtype == np.uint8
   np.testing.assert_array_equal(
       plain[0], cv2.resize(head, (32, 32), interpolation=cv2.INTER_AREA))
@@ -258,6 +258,12 @@ def test_align_refuses_frames_of_another_size(head):
                      match=r"c: frame 1 is 560x600 px but the onset frame is "
                            r"280x300"):
     FacePreprocessor(image_size=48).process_clip([head, big], clip="c")
+  # Resizing only (official crops) refuses them too: each frame scaled on
+  # its own would fall out of register with the others.
+  with pytest.raises(errors.DataError,
+                     match=r"c: frame 1 is 560x600 px .* share one size"):
+    FacePreprocessor(image_size=48, align=False).process_clip([head, big],
+                                                              clip="c")
 
 
 def test_load_image_channels(tmp_path):
@@ -333,10 +339,20 @@ def test_cli_tree_with_a_failing_clip(tmp_path, head):
     _write(src / "sub01" / "EP01" / f"img{n}.jpg", head)
     _write(src / "sub01" / "blank" / f"img{n}.jpg",
            np.full((120, 120, 3), 128, np.uint8))
+  # Frames in a format not read, and a folder of system files only.
+  (src / "sub01" / "gifs").mkdir()
+  (src / "sub01" / "gifs" / "img1.gif").write_bytes(b"GIF89a")
+  (src / "sub01" / "mac").mkdir()
+  (src / "sub01" / "mac" / ".DS_Store").write_bytes(b"x")
   res = _cli(f"--input={src}", f"--output={out}", "--image_size=48",
              "--workers=2")
   assert res.returncode == 1, res.stderr
   assert "FAILED sub01/blank" in res.stdout
+  assert ("Passed over 1 folder(s) holding files but no frames" in res.stderr
+          and "sub01/gifs (1 file(s): .gif)" in res.stderr), res.stderr
+  assert json.loads((out / "report.json").read_text())[
+      "folders_without_frames"] == [
+          {"folder": "sub01/gifs", "files": 1, "suffixes": [".gif"]}]
   written = sorted(p.name for p in (out / "sub01" / "EP01").iterdir())
   assert written == ["img1.png", "img10.png", "img2.png"]
   crop = pio.load_image(out / "sub01" / "EP01" / "img2.png")
@@ -430,6 +446,12 @@ def test_cli_refuses_output_overlapping_input(tmp_path, head):
     assert res.returncode == 2, (src, out, res.stdout)
     assert why in res.stderr and "Choose an --output" in res.stderr, (
         src, out, res.stderr)
+  a_file = tmp_path / "crops.txt"
+  a_file.write_text("x")
+  res = _cli(f"--input={tree}", f"--output={a_file}", "--image_size=32",
+             "--noalign")
+  assert res.returncode == 2 and "crops.txt is a file" in res.stderr, (
+      res.stderr)
   assert sorted((p.name, p.stat().st_mtime_ns)
                 for p in clip.iterdir()) == before
   assert not (clip / "aligned").exists() and not (clip / "x").exists()

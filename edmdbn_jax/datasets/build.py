@@ -40,7 +40,11 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
     raise app.UsageError(
         f"Give one dataset name, one of {sorted(datasets.BUILDERS)}.")
-  cls = datasets.builder_class(argv[1])
+  try:
+    cls = datasets.builder_class(argv[1])
+  except errors.EdmdbnError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   known = [c.name for c in cls.BUILDER_CONFIGS]
   if _CONFIG.value not in known:
     raise app.UsageError(
@@ -71,6 +75,15 @@ def main(argv: Sequence[str]) -> None:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   logging.info("Built %s at %s", builder.info.full_name, builder.data_dir)
+  try:  # the build's outcome last, where it is seen (warnings came before)
+    from edmdbn_jax.datasets import common  # pylint: disable=g-import-not-at-top
+    rep = common.read_report(builder)
+    print(f"{rep['num_clips']} clips of {rep['num_subjects']} subjects; "
+          f"{len(rep['skipped'])} skipped, {len(rep['repaired'])} repaired, "
+          f"{len(rep['excluded'])} excluded (build_report.json in the "
+          "folder below says which and why).", file=sys.stderr)
+  except (errors.DataError, OSError, KeyError, ValueError):
+    pass  # a builder without a report (synthetic): the path is enough
   print(builder.data_dir)
 
 

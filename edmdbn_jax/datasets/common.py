@@ -44,8 +44,20 @@ Rules applied to annotations (each application is recorded in the report):
 * No face found in the onset frame of a clip that is face-aligned: the clip
   is skipped (recorded with the onset frame file and what to do), so one bad
   clip does not abort a build of hundreds.
-* Onset after offset, a non-numeric frame number, an unknown emotion, a
-  duplicated clip: `AnnotationError` naming the file, sheet and row.
+* Frames missing strictly inside (onset, offset) and the apex rules above
+  are recorded as repairs only for clips that are kept (a clip skipped
+  later, for an unreadable frame or no face, is listed as skipped only).
+* Apex annotated on the onset frame: kept as annotated (its apex - onset
+  motion is zero), named in the report's notes.
+* Frames of one clip of different sizes: the clip is skipped (aligned or
+  only resized, frames scaled apart would fall out of register and corrupt
+  the frame differences).
+* Onset after or equal to offset (a one-frame clip), a non-numeric,
+  negative or empty frame number, an unknown emotion, a duplicated clip:
+  `AnnotationError` naming the file, sheet and row. A workbook whose
+  annotation columns are named twice, whose header row is on no sheet or
+  on two, or that has no annotation rows is refused likewise (a notes sheet
+  before the annotation sheet is passed over).
 """
 
 import collections
@@ -256,10 +268,11 @@ class SheetRow:
 def read_sheet(path: epath.PathLike, required: Sequence[str],
                first_header: str = "Subject",
                report: Optional["BuildReport"] = None) -> list[SheetRow]:
-  """Reads the annotation rows of a workbook's first sheet.
+  """Reads the annotation rows of a workbook.
 
   The header row is the first row whose first non-empty cell is
-  `first_header` (SAMM has a block of notes above it). Unnamed columns (CASME
+  `first_header` (SAMM has a block of notes above it), on the one sheet
+  that has such a row (a notes sheet before it is passed over). Unnamed columns (CASME
   II has two blank ones) are ignored. Entirely blank rows are skipped.
 
   Args:
@@ -272,7 +285,8 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
     The rows below the header, each naming its sheet row.
 
   Raises:
-    AnnotationError: unreadable workbook, no header row, or missing columns.
+    AnnotationError: unreadable workbook, no header row (or one on two
+      sheets), missing or twice-named required columns, no annotation rows.
   """
   import openpyxl  # pylint: disable=g-import-not-at-top
   path = epath.Path(path)
@@ -287,26 +301,29 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
         "file exactly as the dataset's authors distribute it.") from e
   if report is not None:
     report.record_input(path)
-  ws = wb.worksheets[0]
-  header, header_row = None, None
-  rows = []
-  for r, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
-    if header is None:
+  # The annotation sheet: the first sheet holding the header row (a copy
+  # may carry a notes sheet before it); a second such sheet is ambiguous.
+  found = []
+  for ws in wb.worksheets:
+    for r, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
       first = next((c for c in cells if c is not None and str(c).strip()),
                    None)
       if first is not None and _column_key(first) == _column_key(first_header):
-        header = [_column_key(c) for c in cells]
-        header_row = r
-      continue
-    if all(c is None or (isinstance(c, str) and not c.strip())
-           for c in cells):
-      continue
-    values = {k: v for k, v in zip(header, cells) if k}
-    rows.append(SheetRow(f"{path.name}, sheet {ws.title!r}, row {r}", values))
-  if header is None:
+        found.append((ws, r, [_column_key(c) for c in cells]))
+        break
+  names = [w.title for w in wb.worksheets]
+  if not found:
     raise AnnotationError(
-        f"{path}: no header row starting with {first_header!r} in sheet "
-        f"{ws.title!r}. Is this the dataset's annotation workbook?")
+        f"{path}: no header row starting with {first_header!r} in any sheet "
+        f"({', '.join(map(repr, names))}). Is this the dataset's annotation "
+        "workbook?")
+  if len(found) > 1:
+    raise AnnotationError(
+        f"{path}: sheets {', '.join(repr(f[0].title) for f in found)} each "
+        f"have a header row starting with {first_header!r}; keep the one "
+        "with the dataset's annotations (the workbook as its authors "
+        "distribute it has one).")
+  ws, header_row, header = found[0]
   missing = [c for c in required if _column_key(c) not in header]
   if missing:
     raise AnnotationError(
@@ -314,6 +331,30 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
         f"columns {missing}; it has {[h for h in header if h]}. Use the "
         "workbook exactly as the dataset's authors distribute it (or restore "
         "the renamed column headers).")
+  # A column named twice would let the last one win unseen.
+  from openpyxl.utils import get_column_letter  # pylint: disable=g-import-not-at-top
+  for c in required:
+    cols = [get_column_letter(i + 1) for i, h in enumerate(header)
+            if h == _column_key(c)]
+    if len(cols) > 1:
+      raise AnnotationError(
+          f"{path}: columns {', '.join(cols)} of the header row (sheet "
+          f"{ws.title!r}, row {header_row}) are all named {c!r}; which one "
+          "holds the annotations is unclear. Rename or remove the extra "
+          "column.")
+  rows = []
+  for r, cells in enumerate(
+      ws.iter_rows(min_row=header_row + 1, values_only=True), header_row + 1):
+    if all(c is None or (isinstance(c, str) and not c.strip())
+           for c in cells):
+      continue
+    values = {k: v for k, v in zip(header, cells) if k}
+    rows.append(SheetRow(f"{path.name}, sheet {ws.title!r}, row {r}", values))
+  if not rows:
+    raise AnnotationError(
+        f"{path}: sheet {ws.title!r} has its header row (row {header_row}) "
+        "but no annotation rows below it. Use the workbook exactly as the "
+        "dataset's authors distribute it.")
   return rows
 
 
@@ -346,17 +387,23 @@ def parse_frame(value: Any, column: str, where: str,
     AnnotationError: naming `where` and `column` for anything else.
   """
   if isinstance(value, float) and value.is_integer():
-    return int(value)
-  if isinstance(value, int) and not isinstance(value, bool):
+    value = int(value)
+  if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
     return value
   text = "" if value is None else str(value).strip()
   if text.isdigit():
     return int(text)
   if allow_missing and text in ("", "/", "-"):
     return None
+  if not text:
+    raise AnnotationError(
+        f"{where}: column {column!r} is empty, expected a frame number. Fix "
+        "that cell of the workbook (a formula cell whose value was never "
+        "saved reads as empty: open and save the workbook in a spreadsheet "
+        "program).")
   raise AnnotationError(
-      f"{where}: column {column!r} holds {value!r}, expected a frame number. "
-      "Fix that cell of the workbook.")
+      f"{where}: column {column!r} holds {value!r}, expected a frame number "
+      "(a whole number, 0 or more). Fix that cell of the workbook.")
 
 
 def find_first(candidates: Sequence[epath.Path], what: str,
@@ -432,7 +479,7 @@ def sheet_record(row: SheetRow, *, dataset: str, subject: str, clip: str,
 
   Args:
     columns: the row's (onset, apex, offset) column names; the apex may be
-      missing ('/'), the onset must not come after the offset.
+      missing ('/'), the onset must come before the offset.
 
   Raises:
     AnnotationError naming the sheet row.
@@ -446,6 +493,11 @@ def sheet_record(row: SheetRow, *, dataset: str, subject: str, clip: str,
     raise AnnotationError(
         f"{row.where}: {onset_col} {onset} is after {offset_col} {offset}."
         f"{ANNOTATION_FIX}")
+  if onset == offset:
+    raise AnnotationError(
+        f"{row.where}: {onset_col} and {offset_col} are both {onset}: a "
+        "one-frame clip holds no motion to recognise (the model takes frame "
+        f"differences from the onset).{ANNOTATION_FIX}")
   emotion = str(row.get("Estimated Emotion") or "").strip()
   return ClipRecord(
       dataset=dataset, subject=subject, clip=clip, emotion=emotion,
@@ -713,17 +765,20 @@ def read_report(builder) -> dict[str, Any]:
 
 def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
                       report: BuildReport
-                      ) -> Optional[tuple[list[int], int]]:
+                      ) -> Optional[tuple[list[int], int, list]]:
   """Applies the module's annotation rules to one clip.
 
   Args:
     rec: the clip.
     available: frame number -> file, from `frames_by_number`.
-    report: receives skips and repairs.
+    report: receives skips.
 
   Returns:
-    (numbers, apex): the sorted existing frame numbers of [onset, offset]
-    and the apex number among them; None when the clip is skipped.
+    (numbers, apex, repairs): the sorted existing frame numbers of [onset,
+    offset], the apex number among them, and the (rule, detail) repairs
+    made, for the caller to record once the clip is kept (a clip skipped
+    later, for a bad frame or no face, was not repaired); None when the
+    clip is skipped.
   """
   ordered = sorted(available)
   onset = ordered[0] if rec.onset is None else rec.onset
@@ -736,32 +791,34 @@ def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
                   f"{ordered[-1]})")
       return None
   numbers = [n for n in ordered if onset <= n <= offset]
+  repairs = []
   gap = (offset - onset + 1) - len(numbers)
   if gap:
-    report.repair(rec, "frames_missing_in_range",
-                  f"{gap} frame(s) of [{onset}, {offset}] are not on disk; "
-                  "stored the ones that are")
+    repairs.append(("frames_missing_in_range",
+                    f"{gap} frame(s) of [{onset}, {offset}] are not on disk; "
+                    "stored the ones that are"))
   apex = rec.apex
   if apex is None:
     apex = middle_frame(numbers)
     if rec.onset is not None:  # SMIC-HS has no apex by design: not a repair.
-      report.repair(rec, "apex_missing_middle_frame",
-                    f"no apex annotated; used the middle frame {apex} of "
-                    f"[{onset}, {offset}]")
+      repairs.append(("apex_missing_middle_frame",
+                      f"no apex annotated; used the middle frame {apex} of "
+                      f"[{onset}, {offset}]"))
   elif not onset <= apex <= offset:
     # Not clamped: the onset and offset are the neutral ends of the clip, so
     # an apex clamped onto either would make apex - onset (the whole-face
     # input) near zero. An impossible apex is treated as a missing one.
     middle = middle_frame(numbers)
-    report.repair(rec, "apex_outside_range_middle_frame",
-                  f"annotated apex {apex} is outside [{onset}, {offset}]; "
-                  f"used the middle frame {middle} instead (clamping it "
-                  "onto the neutral onset or offset would leave no motion)")
+    repairs.append(("apex_outside_range_middle_frame",
+                    f"annotated apex {apex} is outside [{onset}, {offset}]; "
+                    f"used the middle frame {middle} instead (clamping it "
+                    "onto the neutral onset or offset would leave no "
+                    "motion)"))
     apex = middle
   if apex not in available:
     report.skip(rec, f"apex frame {apex} not found in {rec.frame_dir}")
     return None
-  return numbers, apex
+  return numbers, apex, repairs
 
 
 def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
@@ -1021,6 +1078,15 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
           f"{self.rebuild_command(str(manual))} (or delete "
           f"{epath.Path(self.data_dir).parent}, or pass another --data_dir)."
       )
+    skipped = built.get("skipped", [])
+    if skipped:
+      # Folder listings compare file names: a bad frame replaced under its
+      # own name does not show, so the skips are recalled here.
+      checked += (f"; {len(skipped)} clip(s) were skipped at the build "
+                  f"({', '.join(s['clip'] for s in skipped[:5])}"
+                  f"{' ...' if len(skipped) > 5 else ''}: build_report.json "
+                  "says why); a frame replaced under its own name is not "
+                  "detected, so rebuild with --overwrite after fixing one")
     return f"checked against {manual}: {checked}"
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -1032,12 +1098,16 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
   def _manual_dir(self, dl_manager) -> epath.Path:
     try:
       return epath.Path(dl_manager.manual_dir)
-    except AssertionError as e:
+    except (AssertionError, OSError) as e:
+      # (tfds's AssertionError repeats the instructions given below.)
+      given = getattr(dl_manager, "_manual_dir", None)
+      what = ("a file, not a folder" if given and os.path.isfile(given)
+              else "missing or empty")
       raise DataError(
-          f"The manual directory for {self.name} is missing or empty ({e}). "
-          "Pass manual_dir= (or --manual_dir) pointing at the folder that "
-          f"holds the licensed files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-      ) from e
+          f"The manual directory for {self.name}"
+          f"{f' ({given})' if given else ''} is {what}. Pass manual_dir= "
+          "(or --manual_dir) pointing at the folder that holds the licensed "
+          f"files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}") from e
 
   def _split_generators(self, dl_manager):
     # Absolute: the report's paths must still match when the dataset is
@@ -1098,12 +1168,13 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       resolved = resolve_keyframes(rec, available, report)
       if resolved is None:
         continue
-      onset_file = available[resolved[0][0]]
+      numbers, apex, repairs = resolved
+      onset_file = available[numbers[0]]
       try:
         # dlib's detector misses faces under about 80 px at its native
         # scale; one upsampling pass finds them (slower, so only then).
         example, upsampled = make_example(
-            rec, available, *resolved,
+            rec, available, numbers, apex,
             preprocessors=[preprocessor(rec.align, u) for u in (0, 1)],
             max_frames=cfg.max_frames)
       except NoFaceError:
@@ -1114,8 +1185,17 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         # end a build of hundreds after hours of alignment: skipped, with
         # the file and the fix, and listed in the report.
         report.skip(rec, f"{e} Fix it, then rebuild: "
-                    f"{self.rebuild_command()}.")
+                    f"{self.rebuild_command(report.manual_dir)}.")
         continue
+      for rule, detail in repairs:
+        report.repair(rec, rule, detail)
+      if apex == numbers[0]:
+        # Kept as annotated (the released code would use it too), but said:
+        # the whole-face input apex - onset is zero for this clip.
+        report.notes.append(
+            f"{rec.key} ({rec.where}): the apex is the onset frame "
+            f"{apex}, so the clip's apex - onset motion is zero (kept as "
+            "annotated; check the row).")
       if upsampled:
         report.repair(rec, "face_found_with_upsampling",
                       f"no face found in the onset frame {onset_file} at "
@@ -1187,7 +1267,16 @@ def list_clip_frames(records: Sequence[ClipRecord]
     kind = (MissingFrameError
             if all(isinstance(e, MissingFrameError) for e in problems)
             else DataError)
-    listed = "\n".join(f"  {i}. {e}" for i, e in enumerate(problems, 1))
+    # Every clip is named, the first ones in full (a wrong frame source, an
+    # empty `Cropped` folder say, fails hundreds of clips alike).
+    shown = 20
+    listed = "\n".join(f"  {i}. {e}"
+                       for i, e in enumerate(problems[:shown], 1))
+    if len(problems) > shown:
+      rest = [r.key for r in records if r.label is not None
+              and r.key not in listings][shown:]
+      listed += (f"\n  ... and {len(rest)} more clips alike: "
+                 f"{', '.join(rest)}")
     raise kind(
         f"{len(problems)} of {len(listings) + len(problems)} labelled clips "
         "have no usable frame folder (checked before reading any frame):\n"

@@ -116,7 +116,16 @@ def read_ground_truth(path: epath.PathLike
   """
   path = epath.Path(path)
   out: dict[tuple[str, str, str], GroundTruthRow] = {}
-  text = path.read_text(encoding="utf-8-sig")
+  raw = path.read_bytes()
+  # Excel's "Unicode Text" export is UTF-16 (with a byte-order mark).
+  encoding = ("utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+              else "utf-8-sig")
+  try:
+    text = raw.decode(encoding)
+  except UnicodeDecodeError as e:
+    raise AnnotationError(
+        f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it "
+        "as 'CSV UTF-8' (comma-separated) and build again.") from e
   first = next((l for l in text.splitlines() if l.strip()), "")
   delimiter = "\t" if "\t" in first and "," not in first else ","
   reader = csv.reader(io.StringIO(text), delimiter=delimiter)

@@ -109,10 +109,15 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     raise DataError(f"{root} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
   records = []
   sources = collections.Counter()
+  # Files where folders are expected (a clip still zipped, say): SMIC-HS
+  # has no annotation sheet to miss the clip, so they are reported.
+  stray = [p for p in root.iterdir() if not p.is_dir()]
   for subj in _subject_folders(root, report):
     subject = f"s{int(subj.name[1:])}"  # 'S01' and 's1' are both 's1'
     micro = _micro_folder(subj)
+    stray += [p for p in micro.iterdir() if not p.is_dir()]
     for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
+      stray += [p for p in emo_dir.iterdir() if not p.is_dir()]
       if emo_dir.name.lower() not in EMOTIONS:
         raise AnnotationError(
             f"{emo_dir}: unknown emotion folder; SMIC-HS uses {EMOTIONS}. "
@@ -140,6 +145,16 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
     raise DataError(
         f"No clips under {root}/s*/micro/<emotion>/.\n"
         f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  if stray:
+    stray = sorted(map(str, stray))
+    archives = [p for p in stray
+                if p.lower().endswith((".zip", ".rar", ".7z", ".tar", ".gz"))]
+    report.notes.append(
+        f"{DATASET}: ignored {len(stray)} file(s) where subject, emotion or "
+        f"clip folders are expected: {stray[:10]}"
+        f"{' and more' if len(stray) > 10 else ''}. A clip is a folder of "
+        "frames" + (f"; unpack the archives ({len(archives)}) in place and "
+                    "build again with --overwrite" if archives else "") + ".")
   report.frame_sources[DATASET] = ", ".join(
       f"{k}: {v} clips" for k, v in sorted(sources.items()))
   report.notes.append(
