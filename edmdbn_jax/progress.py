@@ -77,6 +77,21 @@ def summary_writer(workdir: str, fold: str, first_epoch: int):
   # it with 'wb': a resume within the same second would overwrite the
   # killed run's file. Nanoseconds keep every file, in the order TensorBoard
   # reads them (by name).
-  return SummaryWriter(os.path.join(workdir, "tensorboard", fold),
-                       purge_step=first_epoch,
-                       filename_suffix=f".{time.time_ns()}")
+  logdir = os.path.join(workdir, "tensorboard", fold)
+  # The protocol note once per fold: TensorBoard purges scalars on a
+  # restart, not text, so a resumed fold does not write it again.
+  first = not (os.path.isdir(logdir) and any(
+      "tfevents" in n for n in os.listdir(logdir)))
+  writer = SummaryWriter(logdir, purge_step=first_epoch,
+                         filename_suffix=f".{time.time_ns()}")
+  if first:
+    writer.add_text("protocol", PROTOCOL_NOTE, first_epoch)
+  return writer
+
+
+PROTOCOL_NOTE = (
+    "held_out_subject/*: this fold's held-out subject scored after each "
+    "epoch, one fold only. Not a LOSO score (results.md pools every fold), "
+    "and choosing the epoch budget by reading these curves is selection on "
+    "the test subject (the optimistic test_best protocol). The headline is "
+    "the fixed budget: the last epoch.")

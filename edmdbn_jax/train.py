@@ -31,6 +31,7 @@ Design points:
   predictions); the last two are labelled as selected on test data.
 """
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -182,8 +183,17 @@ def make_folds(clips, subjects: Optional[Sequence[str]] = None,
                  np.zeros((0,), np.int64))]
   chosen = list(all_subjects)
   if subjects:
-    # Accept ids without the '<dataset>/' prefix too.
-    short = {a.split("/", 1)[-1]: a for a in all_subjects}
+    # Accept ids without the '<dataset>/' prefix too, where unambiguous.
+    by_short = collections.defaultdict(list)
+    for a in all_subjects:
+      by_short[a.split("/", 1)[-1]].append(a)
+    short = {k: v[0] for k, v in by_short.items() if len(v) == 1}
+    ambiguous = [s for s in subjects
+                 if s not in all_subjects and len(by_short.get(s, [])) > 1]
+    if ambiguous:
+      raise errors.ConfigError(
+          f"--folds {ambiguous} name more than one subject "
+          f"({[by_short[s] for s in ambiguous]}); give the full ids.")
     unknown = [s for s in subjects if s not in all_subjects and s not in short]
     if unknown:
       raise errors.ConfigError(
@@ -546,7 +556,8 @@ def validate(config):
   if not 0 <= t.warmup_epochs <= t.epochs:
     raise errors.ConfigError(
         f"train.warmup_epochs={t.warmup_epochs} must lie in [0, epochs="
-        f"{t.epochs}].")
+        f"{t.epochs}]; with fewer epochs set the warm-up too "
+        "(--warmup_epochs=N or --config.train.warmup_epochs=N).")
   if t.batch_size < 1:
     raise errors.ConfigError(f"train.batch_size={t.batch_size}: must be >= 1.")
   if t.learning_rate <= 0:

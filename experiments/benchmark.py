@@ -56,6 +56,9 @@ def define_flags():
   """Defines the command-line flags; called only when run as a script (see
   experiments.gradcam.define_flags)."""
   cli.define_model_flags("tiny")
+  # Listed by --help (flags defined in cli.py show only under --helpfull).
+  flags.declare_key_flag("config")
+  flags.declare_key_flag("dtype")
   flags.DEFINE_integer("fold_parallel", 4,
                        "Folds at once for the parallel row.")
   flags.DEFINE_integer("steps", 20, "Timed train steps per fold.")
@@ -187,6 +190,8 @@ def loso_config(config, epochs: int, fold_parallel: str, folds=()):
   cfg.train.epochs = epochs
   cfg.train.warmup_epochs = min(cfg.train.warmup_epochs, epochs)
   cfg.train.fold_parallel = fold_parallel
+  # The row's UF1 is the fixed budget's, whatever the config selects.
+  cfg.train.selection = "fixed"
   # The progress bar on a terminal; none in logs (it would crowd out the
   # figures, e.g. in a device call's output tail).
   cfg.train.progress = sys.stderr.isatty()

@@ -3,7 +3,8 @@ r"""Grad-CAM panels for clips of a LOSO run (or any toolkit model directory).
   python -m experiments.gradcam --workdir=runs/synthetic_5class_tiny \
       --fold=synthetic/s01 [--clips=s01_c000,s01_c003] [--target=fused]
 
-For each clip it writes to `<workdir>/gradcam/<fold>/` (or --output):
+For each clip it writes to `<workdir>/gradcam/<fold>/` (`gradcam_entire/`,
+`gradcam_detail/` for --target=entire/detail; or --output):
   <clip>.png        onset, apex, apex - onset, one heatmap overlay per class
                     (and the accumulated Token Attention maps),
   <clip>_cams.npy   the raw maps (K, h, w) in [0, 1],
@@ -169,6 +170,12 @@ def _folds_with_model(workdir):
                 if os.path.isdir(os.path.join(folds_dir, d, "model")))
 
 
+def output_folder(target: str) -> str:
+  """The run's folder for Grad-CAM on `target`: one per target, so the
+  branches' maps do not overwrite the fused ones."""
+  return "gradcam" if target == "fused" else f"gradcam_{target}"
+
+
 def run_all(workdir, target="fused", output=None, progress=True):
   """Every fold with a model explains its held-out clips (panels in
   <output>/<fold>/); class means over all of them in <output>/.
@@ -176,7 +183,7 @@ def run_all(workdir, target="fused", output=None, progress=True):
   Returns the PNG paths (each fold's, then the overall class_means.png).
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  root = output or os.path.join(workdir, "gradcam")
+  root = output or os.path.join(workdir, output_folder(target))
   with_model = _folds_with_model(workdir)
   if not with_model:
     raise errors.CheckpointError(
@@ -207,7 +214,8 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     clip_names: clips to explain (default: the fold's held-out clips).
     model_dir: a model directory to use instead of the fold's.
     target: 'fused', 'entire' or 'detail' (see edmdbn_jax.explain).
-    output: output directory (default <workdir>/gradcam/<fold or 'model'>).
+    output: output directory (default <workdir>/gradcam/<fold or 'model'>,
+      gradcam_<target>/ for a branch target).
     progress: show a progress bar.
 
   Returns:
@@ -296,7 +304,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   rel = os.path.relpath(os.path.abspath(model_dir), workdir)
   model_label = model_dir if rel.startswith("..") else rel
   out_dir = output or os.path.join(
-      workdir, "gradcam", fold.name if fold else "model")
+      workdir, output_folder(target), fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
   paths = []
 

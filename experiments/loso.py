@@ -2,15 +2,23 @@ r"""Leave-one-subject-out training and scoring of EDMDBN.
 
   python -m experiments.loso --dataset=synthetic          # built-in data
   python -m experiments.loso --dataset=casme2 --manual_dir=~/data/me
-  python -m experiments.loso --dataset=samm --noaccumulated_attention
-  python -m experiments.loso --dataset=casme2 --config.train.epochs=30
+  python -m experiments.loso --dataset=samm --manual_dir=~/data/me \
+      --noaccumulated_attention
+  python -m experiments.loso --dataset=casme2 --manual_dir=~/data/me \
+      --epochs=30 --warmup_epochs=3
+  python -m experiments.loso --dataset=samm --manual_dir=~/data/me \
+      --config.data.variant=resized     # frames only resized, not aligned
 
 The config defaults to the `tiny` variant on the synthetic dataset and to
 `paper` elsewhere (`--config=edmdbn_jax/configs/edmdbn.py:VARIANT` picks
 another). The shortcut flags below override config fields; they have no
 defaults of their own, and setting a field both ways to different values is an
-error. Running the same command again resumes; the run directory defaults to
-`runs/<dataset>_<K>class_<variant>[_<ablation>]`.
+error. `--config.data.variant` picks the dataset build's frame source: ''
+(official crops where the dataset ships them, else face-aligned), 'aligned'
+or 'resized'. Running the same command again resumes; the run directory
+defaults to `runs/<dataset>_<K>class_<variant>[_<ablation>][_bf16]
+[_seed<N>][_<other settings or a digest of them>][_final]`: every setting
+that differs from the config variant's own defaults is named.
 """
 
 import hashlib
@@ -233,17 +241,20 @@ def default_workdir(config) -> str:
   never share a default directory (a directory refuses another config)."""
   m = config.model
   parts = [config.data.dataset, f"{m.num_classes}class", config.variant]
-  if not m.accumulated_attention:
-    parts.append("noaa")
-  if m.branches != "both":
+  # Ablations and dtype as changed from the variant's own defaults (the
+  # released variant's temporal 'reference' is its recipe, not an ablation).
+  base = edmdbn_config.get_config(config.variant)
+  if m.accumulated_attention != base.model.accumulated_attention:
+    parts.append("aa" if m.accumulated_attention else "noaa")
+  if m.branches != base.model.branches:
     parts.append(m.branches)
-  if m.fusion != "add":
+  if m.fusion != base.model.fusion:
     parts.append(m.fusion)
-  if m.motion != "pixel":
-    parts.append("featuresub")
-  if config.data.temporal != "keyframes":
+  if m.motion != base.model.motion:
+    parts.append("featuresub" if m.motion == "feature" else m.motion)
+  if config.data.temporal != base.data.temporal:
     parts.append(config.data.temporal)
-  if m.dtype != "float32":
+  if m.dtype != base.model.dtype:
     parts.append("bf16" if m.dtype == "bfloat16" else m.dtype)
   if int(config.train.seed) != 0:
     parts.append(f"seed{config.train.seed}")

@@ -63,9 +63,12 @@ def define_flags():
                     "Exit 0 even when some clips failed.")
 
 
-# Files that are not material: a folder holding only these is not reported
-# as passed over.
+# Files that are not material: a folder holding only these (system files,
+# annotation sheets and documents beside the clips) is not reported as
+# passed over.
 _NOT_MATERIAL = ("thumbs.db", "desktop.ini")
+_NOT_MATERIAL_SUFFIXES = (".xlsx", ".xls", ".csv", ".txt", ".md", ".pdf",
+                          ".json", ".doc", ".docx", ".bib", ".html")
 
 
 def find_clips(root: pathlib.Path, output: pathlib.Path,
@@ -109,7 +112,8 @@ def find_clips(root: pathlib.Path, output: pathlib.Path,
         vrel = (pathlib.PurePosixPath(rel) / pathlib.Path(n).stem).as_posix()
         clips.append((vrel, d / n, "video"))
     material = [n for n in filenames if not n.startswith(".")
-                and n.lower() not in _NOT_MATERIAL]
+                and n.lower() not in _NOT_MATERIAL
+                and not n.lower().endswith(_NOT_MATERIAL_SUFFIXES)]
     if passed_over is not None and len(clips) == found and material:
       passed_over.append({
           "folder": rel, "files": len(material),

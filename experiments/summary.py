@@ -21,6 +21,9 @@ def define_flags():
   """Defines the command-line flags; called only when run as a script (see
   experiments.gradcam.define_flags)."""
   cli.define_model_flags("paper")
+  # Listed by --help (flags defined in cli.py show only under --helpfull).
+  flags.declare_key_flag("config")
+  flags.declare_key_flag("dtype")
   flags.DEFINE_integer("batch", 1, "Batch size for cost and latency.")
   flags.DEFINE_integer("repeats", 10, "Timed forward passes.")
 

@@ -108,6 +108,21 @@ def test_read_sheet_finds_the_annotation_sheet_and_refuses_ambiguity(
     common.read_sheet(path, HEADER)
 
 
+def test_one_subject_written_two_ways_is_refused(tmp_path):
+  def rec(subject, clip, row):
+    return common.ClipRecord(
+        dataset="mmew", subject=subject, clip=clip, emotion="x", label="x",
+        frame_dir=epath.Path(tmp_path) / clip, prefix="", align=False,
+        where=f"MMEW.xlsx, row {row}")
+  common.check_unique([rec("01", "a", 2), rec("01", "b", 3),
+                       rec("02", "c", 4)])
+  with pytest.raises(AnnotationError,
+                     match=r"mmew: subject 1 is written 2 ways: '01' "
+                           r"\(MMEW.xlsx, row 2\); 'S1' \(MMEW.xlsx, row 4\)"):
+    common.check_unique([rec("01", "a", 2), rec("01", "b", 3),
+                         rec("S1", "c", 4)])
+
+
 def _record(tmp_path, clip, label="negative", prefix=""):
   return common.ClipRecord(
       dataset="toy", subject="01", clip=clip, emotion=label, label=label,

@@ -138,6 +138,12 @@ def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
                         progress=False)
     assert paths == [str(out / f"{name}.png"), str(out / "class_means.png")]
     _check_outputs(out, [name])
+  # By default each target has its own folder: a branch's maps do not
+  # overwrite the fused ones.
+  paths = gradcam.run(str(workdir), fold_name="synthetic_s01",
+                      clip_names=[name], target="entire", progress=False)
+  assert paths[0] == str(workdir / "gradcam_entire" / "synthetic_s01" /
+                         f"{name}.png")
 
 
 def test_training_clips_come_from_the_model_provenance(run_dir):

@@ -132,6 +132,15 @@ def test_default_workdir_names_seed_and_dtype():
   assert name.startswith("synthetic_5class_tiny_noaa_bf16_seed1_cfg")
   cfg.train.learning_rate = 2e-4
   assert os.path.basename(loso.default_workdir(cfg)) != name
+  # Ablations are named against the variant's own defaults: the released
+  # recipe's temporal 'reference' is not one, 'keyframes' is.
+  rel = configs.get_config("released")
+  rel.data.dataset = "casme2"
+  assert loso.default_workdir(rel) == os.path.join(
+      "runs", "casme2_5class_released")
+  rel.data.temporal = "keyframes"
+  assert loso.default_workdir(rel) == os.path.join(
+      "runs", "casme2_5class_released_keyframes")
 
 
 def test_bad_settings_are_one_line_errors(data_dir, tmp_path):

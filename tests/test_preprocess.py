@@ -344,6 +344,7 @@ def test_cli_tree_with_a_failing_clip(tmp_path, head):
   (src / "sub01" / "gifs" / "img1.gif").write_bytes(b"GIF89a")
   (src / "sub01" / "mac").mkdir()
   (src / "sub01" / "mac" / ".DS_Store").write_bytes(b"x")
+  (src / "coding.xlsx").write_bytes(b"x")  # an annotation sheet: not frames
   res = _cli(f"--input={src}", f"--output={out}", "--image_size=48",
              "--workers=2")
   assert res.returncode == 1, res.stderr

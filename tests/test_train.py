@@ -75,6 +75,9 @@ def _tensorboard(workdir):
     acc.Reload()
     out[fold] = {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
                  for tag in acc.Tags()["scalars"]}
+    # The protocol note, as (step, how many times) shown.
+    out[fold]["text"] = [(e.step, 1) for e in acc.Tensors(
+        "protocol/text_summary")]
   return out
 
 
@@ -83,6 +86,20 @@ def _check_tensorboard_like(cut, full):
   got, want = _tensorboard(cut), _tensorboard(full)
   assert got == want
   assert sorted(want) == ["fake_s0", "fake_s1", "fake_s2"]
+
+
+def test_fold_ids_without_prefix_must_be_unambiguous():
+  examples = [dict(frames=np.zeros((6, 8, 8, 3), np.uint8), onset=0, apex=3,
+                   offset=5, label=i % 2, subject=subject, clip=f"c{i}",
+                   dataset=subject.split("/")[0])
+              for i, subject in enumerate(["a/s1", "b/s1", "b/s2", "a/s1"])]
+  clips = input_pipeline.from_examples(examples, ["x", "y"], "two",
+                                       progress=False)
+  assert [f.subject for f in train.make_folds(clips, ["s2", "a/s1"])] == [
+      "b/s2", "a/s1"]
+  with pytest.raises(errors.ConfigError, match=r"--folds \['s1'\] name more "
+                     r"than one subject \(\[\['a/s1', 'b/s1'\]\]\)"):
+    train.make_folds(clips, ["s1"])
 
 
 def test_schedule_matches_optax_warmup_cosine():
@@ -324,7 +341,15 @@ def test_loso_end_to_end_and_fold_parallel_equals_sequential(clips, tmp_path):
   # history's values.
   board = _tensorboard(tmp_path / "seq")
   assert sorted(board) == ["fake_s0", "fake_s1", "fake_s2"]
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(
+      str(tmp_path / "seq" / "tensorboard" / "fake_s0"))
+  acc.Reload()
+  note = acc.Tensors("protocol/text_summary")
+  assert len(note) == 1 and b"selection on the test subject" in (
+      note[0].tensor_proto.string_val[0])
   for fold, tags in board.items():
+    assert tags.pop("text") == [(1, 1)]
     assert sorted(tags) == sorted(progress.TAGS.values())
     record = json.loads((tmp_path / "seq" / "folds" / fold /
                          "result.json").read_text())["history"]

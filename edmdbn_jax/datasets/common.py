@@ -863,7 +863,8 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
 
 
 def check_unique(records: Sequence[ClipRecord]):
-  """AnnotationError naming both rows when two records share a key."""
+  """AnnotationError naming both rows when two records share a key, or the
+  rows where one dataset writes one subject number two ways."""
   seen = {}
   for r in records:
     if r.key in seen:
@@ -871,6 +872,20 @@ def check_unique(records: Sequence[ClipRecord]):
           f"Clip {r.key} is annotated twice: {seen[r.key]} and {r.where}. "
           "Remove the duplicate row.")
     seen[r.key] = r.where
+  # One person written two ways ('S1' and '01') would be two LOSO subjects:
+  # held out under one spelling, trained on under the other.
+  spellings = collections.defaultdict(dict)
+  for r in records:
+    digits = re.sub(r"\D", "", r.subject)
+    if digits:
+      spellings[r.dataset, int(digits)].setdefault(r.subject, r.where)
+  for (dataset, number), found in sorted(spellings.items()):
+    if len(found) > 1:
+      listed = "; ".join(f"{s!r} ({w})" for s, w in found.items())
+      raise AnnotationError(
+          f"{dataset}: subject {number} is written {len(found)} ways: "
+          f"{listed}. They would be separate LOSO subjects (one person held "
+          "out and trained on at once); write one id for each person.")
 
 
 # --------------------------------------------------------------------------
@@ -1214,7 +1229,9 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
           f"{self.name} [{cfg.name}]: no clip could be built; "
           f"{len(report.skipped)} skipped, {len(report.excluded)} excluded "
           f"by the class set:\n{listed}\nFix the frames named above, or "
-          "choose another config (variant).")
+          "choose another config's frame source: the '_resized' or "
+          "'_aligned' configs of the build command (from experiments.loso: "
+          "--config.data.variant=resized or aligned).")
     # During download_and_prepare, data_path is the temporary folder that
     # tfds renames into place, so the report lands beside the record files.
     report.write(self.data_path)
