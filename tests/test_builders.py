@@ -168,6 +168,22 @@ def test_only_kept_clips_count_as_repaired_and_apex_at_onset_is_said(
   assert clip["apex"] == 0
 
 
+def test_stretched_faces_are_said_in_the_report(tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  root = fabricate.fabricate_casme2(tmp_path / "m")
+  for f in (root / "Cropped" / "sub01" / "EP03_02").iterdir():
+    cv2.imwrite(str(f), cv2.resize(cv2.imread(str(f)), (96, 72)))
+  _, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 5,
+                         variant="")
+  assert ("casme2/sub01", "EP03_02") in _by_clip(ex)
+  note = [n for n in report["notes"] if "non-square" in n]
+  assert note == [
+      "casme2: 1 clip(s) of non-square frames (96x72) were resized to 64x64 "
+      "without face alignment, so their faces are stretched: "
+      "casme2/sub01/EP03_02. Resizing only is meant for square face crops; "
+      "an '_aligned' config crops the face."]
+
+
 def test_a_one_frame_clip_is_an_annotation_error():
   row = common.SheetRow("s.xlsx, sheet 'S', row 4", {
       "onsetframe": 46, "apexframe": 46, "offsetframe": 46})

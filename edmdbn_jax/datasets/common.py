@@ -823,7 +823,7 @@ def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
 
 def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
                  numbers: Sequence[int], apex: int, preprocessors: Sequence,
-                 max_frames: int) -> tuple[dict[str, Any], int]:
+                 max_frames: int) -> tuple[dict[str, Any], int, tuple]:
   """Reads, aligns and packs one clip as a `clip_features` example.
 
   Args:
@@ -831,9 +831,9 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
       (the frames are read once); the last one's NoFaceError propagates.
 
   Returns:
-    (example, i): the example dict, `frames` uint8 (N, S, S, 3),
-    N <= max_frames, with onset at index 0, offset at N - 1; and the index
-    of the preprocessor that made it.
+    (example, i, (h, w)): the example dict, `frames` uint8 (N, S, S, 3),
+    N <= max_frames, with onset at index 0, offset at N - 1; the index of
+    the preprocessor that made it; the source frames' size.
   """
   from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
   kept, apex_idx = choose_stored_frames(numbers, apex, max_frames)
@@ -859,7 +859,7 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
       "dataset": rec.dataset,
       "clip": rec.clip,
       "action_units": rec.action_units,
-  }, used
+  }, used, tuple(images[0].shape[:2])
 
 
 def check_unique(records: Sequence[ClipRecord]):
@@ -1168,6 +1168,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     if listings is None:
       listings = list_clip_frames(records)
     preprocessors = {}
+    stretched = collections.defaultdict(list)  # dataset -> [(clip, WxH)]
 
     def preprocessor(align, upsample):
       if (align, upsample) not in preprocessors:
@@ -1188,7 +1189,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       try:
         # dlib's detector misses faces under about 80 px at its native
         # scale; one upsampling pass finds them (slower, so only then).
-        example, upsampled = make_example(
+        example, upsampled, (h, w) = make_example(
             rec, available, numbers, apex,
             preprocessors=[preprocessor(rec.align, u) for u in (0, 1)],
             max_frames=cfg.max_frames)
@@ -1202,6 +1203,8 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         report.skip(rec, f"{e} Fix it, then rebuild: "
                     f"{self.rebuild_command(report.manual_dir)}.")
         continue
+      if not rec.align and h != w:
+        stretched[rec.dataset].append((rec.key, f"{w}x{h}"))
       for rule, detail in repairs:
         report.repair(rec, rule, detail)
       if apex == numbers[0]:
@@ -1218,6 +1221,17 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
                       "upsampling pass (a small face: check the crop)")
       report.keep(rec)
       yield rec.key, example
+    for dataset, clips in sorted(stretched.items()):
+      # (The preprocessor's warning is logged once per process.)
+      sizes = sorted({size for _, size in clips})
+      report.notes.append(
+          f"{dataset}: {len(clips)} clip(s) of non-square frames "
+          f"({', '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''}) "
+          f"were resized to "
+          f"{cfg.image_size}x{cfg.image_size} without face alignment, so "
+          f"their faces are stretched: {', '.join(k for k, _ in clips[:5])}"
+          f"{' ...' if len(clips) > 5 else ''}. Resizing only is meant for "
+          "square face crops; an '_aligned' config crops the face.")
     self.finish_report(report)
     report.log()
     if not report.kept:
