@@ -173,9 +173,18 @@ def test_stretched_faces_are_said_in_the_report(tmp_path):
   root = fabricate.fabricate_casme2(tmp_path / "m")
   for f in (root / "Cropped" / "sub01" / "EP03_02").iterdir():
     cv2.imwrite(str(f), cv2.resize(cv2.imread(str(f)), (96, 72)))
+  # One crop of another size: kept (crops may be one face box per frame),
+  # each frame resized on its own, recorded as a repair.
+  odd = root / "Cropped" / "sub02" / "EP02_01f" / "reg_img9.jpg"
+  cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(odd)), (80, 80)))
   _, ex, report = _build("casme2", tmp_path / "m", tmp_path / "d", 5,
                          variant="")
   assert ("casme2/sub01", "EP03_02") in _by_clip(ex)
+  assert ("casme2/sub02", "EP02_01f") in _by_clip(ex)
+  sizes = [r for r in report["repaired"]
+           if r["rule"] == "frames_of_several_sizes_resized_each"]
+  assert [r["clip"] for r in sizes] == ["casme2/sub02/EP02_01f"]
+  assert "2 sizes (48x48, 80x80)" in sizes[0]["detail"]
   note = [n for n in report["notes"] if "non-square" in n]
   assert note == [
       "casme2: 1 clip(s) of non-square frames (96x72) were resized to 64x64 "

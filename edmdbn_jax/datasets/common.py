@@ -49,9 +49,11 @@ Rules applied to annotations (each application is recorded in the report):
   later, for an unreadable frame or no face, is listed as skipped only).
 * Apex annotated on the onset frame: kept as annotated (its apex - onset
   motion is zero), named in the report's notes.
-* Frames of one clip of different sizes: the clip is skipped (aligned or
-  only resized, frames scaled apart would fall out of register and corrupt
-  the frame differences).
+* Frames of one clip of different sizes: face-aligned, the clip is skipped
+  (the onset's transform fits only its size); only resized (official
+  crops), each frame is resized on its own and the clip recorded as a
+  repair (right for one face box per frame, wrong for a stray frame).
+* Non-square frames only resized (faces stretched): named in the notes.
 * Onset after or equal to offset (a one-frame clip), a non-numeric,
   negative or empty frame number, an unknown emotion, a duplicated clip:
   `AnnotationError` naming the file, sheet and row. A workbook whose
@@ -831,9 +833,10 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
       (the frames are read once); the last one's NoFaceError propagates.
 
   Returns:
-    (example, i, (h, w)): the example dict, `frames` uint8 (N, S, S, 3),
+    (example, i, sizes): the example dict, `frames` uint8 (N, S, S, 3),
     N <= max_frames, with onset at index 0, offset at N - 1; the index of
-    the preprocessor that made it; the source frames' size.
+    the preprocessor that made it; the source frames' (h, w) sizes, the
+    onset's first.
   """
   from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
   kept, apex_idx = choose_stored_frames(numbers, apex, max_frames)
@@ -859,7 +862,7 @@ def make_example(rec: ClipRecord, available: Mapping[int, epath.Path],
       "dataset": rec.dataset,
       "clip": rec.clip,
       "action_units": rec.action_units,
-  }, used, tuple(images[0].shape[:2])
+  }, used, list(dict.fromkeys(tuple(i.shape[:2]) for i in images))
 
 
 def check_unique(records: Sequence[ClipRecord]):
@@ -1189,7 +1192,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       try:
         # dlib's detector misses faces under about 80 px at its native
         # scale; one upsampling pass finds them (slower, so only then).
-        example, upsampled, (h, w) = make_example(
+        example, upsampled, sizes = make_example(
             rec, available, numbers, apex,
             preprocessors=[preprocessor(rec.align, u) for u in (0, 1)],
             max_frames=cfg.max_frames)
@@ -1203,8 +1206,20 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         report.skip(rec, f"{e} Fix it, then rebuild: "
                     f"{self.rebuild_command(report.manual_dir)}.")
         continue
+      h, w = sizes[0]
       if not rec.align and h != w:
         stretched[rec.dataset].append((rec.key, f"{w}x{h}"))
+      if len(sizes) > 1:  # (only resized: aligning refuses several sizes)
+        # Kept: official crops may be one face box per frame, for which
+        # resizing each is right; a stray frame of another size is not.
+        repairs.append(("frames_of_several_sizes_resized_each", (
+            f"the frames come in {len(sizes)} sizes ("
+            f"{', '.join(f'{b}x{a}' for a, b in sizes[:4])}"
+            f"{' ...' if len(sizes) > 4 else ''}); each was resized to "
+            f"{cfg.image_size}x{cfg.image_size} on its own. Right for crops "
+            "of the face in each frame; if a frame was replaced from "
+            "another source, its difference to the others is off: check "
+            "the folder")))
       for rule, detail in repairs:
         report.repair(rec, rule, detail)
       if apex == numbers[0]:

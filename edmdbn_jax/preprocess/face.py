@@ -156,17 +156,6 @@ def _check_frames(frames, clip) -> list[np.ndarray]:
       raise errors.DataError(
           f"{clip}: frame {i} has shape {f.shape} dtype {f.dtype}; expected "
           "uint8 (H, W, 3) RGB.")
-  for i, f in enumerate(frames):
-    if f.shape != frames[0].shape:
-      # Aligned: the onset's transform fits only frames of its size.
-      # Resized only: each frame scaled on its own no longer lines up with
-      # the others, which corrupts the frame differences the model reads.
-      raise errors.DataError(
-          f"{clip}: frame {i} is {f.shape[1]}x{f.shape[0]} px but the onset "
-          f"frame is {frames[0].shape[1]}x{frames[0].shape[0]}; the frames "
-          "of a clip must share one size to stay in register (the model "
-          "reads their differences). Re-extract the clip's frames at one "
-          "size.")
   return frames
 
 
@@ -189,7 +178,14 @@ def align_frames(frames: Sequence[np.ndarray], clip: str = "clip",
     affine: float64 (2, 3) onset-image -> aligned-image transform.
     landmarks_aligned: float32 (68, 2) onset landmarks mapped by `affine`.
   """
-  frames = _check_frames(frames, clip)  # one size: the onset's transform
+  frames = _check_frames(frames, clip)
+  for i, f in enumerate(frames):
+    if f.shape != frames[0].shape:
+      raise errors.DataError(
+          f"{clip}: frame {i} is {f.shape[1]}x{f.shape[0]} px but the onset "
+          f"frame is {frames[0].shape[1]}x{frames[0].shape[0]}; the onset's "
+          "alignment applies to every frame only if all have its size. "
+          "Re-extract the clip's frames at one size.")
   points = landmarks(frames[0], upsample=upsample, face_rule=face_rule,
                      clip=clip)
   src = points[list(TEMPLATE_INDICES)].astype(np.float32)
