@@ -142,18 +142,27 @@ def load_model_and_meta(directory: str, dtype: Optional[str] = None):
     step, meta = _restore_meta(mgr, directory)
     config = config_from_json(meta["config"])
     model = from_config(config.model, dtype=dtype)
+    abstract = abstract_variables(model, config)
     try:
       restored = mgr.restore(step, args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(abstract_variables(model,
-                                                             config))))
+          params=ocp.args.StandardRestore(abstract)))
     except Exception as e:  # pylint: disable=broad-except
-      # Orbax raises many kinds (KeyError, ValueError from TensorStore,
-      # ...) for a missing or damaged parameter folder.
+      # Orbax raises many kinds: KeyError (no params item), TensorStore's
+      # NOT_FOUND ValueError (files missing), a tree mismatch ValueError
+      # (parameters of another model code).
       reason = " ".join(str(e).split())
+      missing = (isinstance(e, (KeyError, FileNotFoundError)) or
+                 "NOT_FOUND" in reason or "not found" in reason.lower())
+      advice = (
+          "The directory is incomplete or damaged (e.g. a partial copy): "
+          "copy the whole model directory again, or retrain the fold."
+          if missing else
+          "Its parameters do not fit the model its config builds: it was "
+          "made by another version of the model code (or is damaged); "
+          "use the toolkit version that made it (its provenance names the "
+          "commit), or retrain.")
       raise errors.CheckpointError(
           f"{directory}: the parameters of step {step} cannot be read "
           f"({type(e).__name__}: {reason[:300]}"
-          f"{' ...' if len(reason) > 300 else ''}). The directory is "
-          "incomplete or damaged (e.g. a partial copy): copy the whole "
-          "model directory again, or retrain the fold.") from e
+          f"{' ...' if len(reason) > 300 else ''}). {advice}") from e
   return model, restored["params"], config, tuple(meta["class_names"]), meta

@@ -60,38 +60,39 @@ TAGS = {"loss": "train/loss", "train_accuracy": "train/accuracy",
         "test_uar": "held_out_subject/uar"}
 
 
-def summary_writer(workdir: str, fold: str, first_epoch: int):
-  """TensorBoard scalars of one fold under <workdir>/tensorboard/<fold>.
-
-  `first_epoch` is the first epoch (step) this call writes: a fold resumed
-  from its checkpoint at epoch N re-runs the epochs after N, which a killed
-  run may have written already, so the writer purges the fold's events
-  from that step on (tensorboardX `purge_step`: TensorBoard drops the
-  earlier events at or after it) and each epoch shows once.
-  """
-  try:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  except ImportError:  # declared in setup.cfg; keep training if it is absent
-    return _NullWriter()
-  # tensorboardX names an event file by the second it was opened and opens
-  # it with 'wb': a resume within the same second would overwrite the
-  # killed run's file. Nanoseconds keep every file, in the order TensorBoard
-  # reads them (by name).
-  logdir = os.path.join(workdir, "tensorboard", fold)
-  # The protocol note once per fold: TensorBoard purges scalars on a
-  # restart, not text, so a resumed fold does not write it again.
-  first = not (os.path.isdir(logdir) and any(
-      "tfevents" in n for n in os.listdir(logdir)))
-  writer = SummaryWriter(logdir, purge_step=first_epoch,
-                         filename_suffix=f".{time.time_ns()}")
-  if first:
-    writer.add_text("protocol", PROTOCOL_NOTE, first_epoch)
-  return writer
-
-
 PROTOCOL_NOTE = (
     "held_out_subject/*: this fold's held-out subject scored after each "
     "epoch, one fold only. Not a LOSO score (results.md pools every fold), "
     "and choosing the epoch budget by reading these curves is selection on "
     "the test subject (the optimistic test_best protocol). The headline is "
     "the fixed budget: the last epoch.")
+
+
+def summary_writer(workdir: str, fold: str, first_epoch: int,
+                   held_out: bool = True):
+  """TensorBoard scalars of one fold under <workdir>/tensorboard/<fold>.
+
+  `first_epoch` is the first epoch (step) this call writes: a fold resumed
+  from its checkpoint at epoch N re-runs the epochs after N, which a killed
+  run may have written already, so the writer purges the fold's events
+  from that step on (tensorboardX `purge_step`: TensorBoard drops the
+  earlier events at or after it) and each epoch shows once. A fold with a
+  `held_out` subject gets the protocol note of its held-out curves, once,
+  at step 0 (before any purge step, so never purged).
+  """
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError:  # declared in setup.cfg; keep training if it is absent
+    return _NullWriter()
+  logdir = os.path.join(workdir, "tensorboard", fold)
+  first = not (os.path.isdir(logdir) and any(
+      "tfevents" in n for n in os.listdir(logdir)))
+  # tensorboardX names an event file by the second it was opened and opens
+  # it with 'wb': a resume within the same second would overwrite the
+  # killed run's file. Nanoseconds keep every file, in the order TensorBoard
+  # reads them (by name).
+  writer = SummaryWriter(logdir, purge_step=first_epoch,
+                         filename_suffix=f".{time.time_ns()}")
+  if first and held_out:
+    writer.add_text("protocol", PROTOCOL_NOTE, 0)
+  return writer

@@ -840,7 +840,8 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
   epochs = int(t.epochs)
   last_save = time.monotonic()
   from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
-  writers = [progress.summary_writer(workdir, f.name, start + 1)
+  writers = [progress.summary_writer(workdir, f.name, start + 1,
+                                     held_out=bool(f.subject))
              for f in group]
   try:
     for epoch in range(start, epochs):

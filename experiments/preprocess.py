@@ -14,8 +14,10 @@ folder holding two (SMIC's image*.bmp and reg_image*.bmp) fails unless
 inside a clip folder of --input, or contain --input: the run refuses before
 any work rather than overwrite or mix with the source frames.
 At the end the run prints a summary and writes report.json (per clip: ok or
-failed + reason) and failures.txt into --output. The exit code is 1 when any
-clip failed, unless --allow_failures; no clip is ever skipped silently.
+failed + reason; `folders_without_frames`: folders holding files but no
+frames or video, e.g. frames in a format not read, which are said on stderr
+too) and failures.txt into --output. The exit code is 1 when any clip
+failed, unless --allow_failures; no clip is ever skipped silently.
 """
 
 import functools
@@ -66,7 +68,6 @@ def define_flags():
 # Files that are not material: a folder holding only these (system files,
 # annotation sheets and documents beside the clips) is not reported as
 # passed over.
-_NOT_MATERIAL = ("thumbs.db", "desktop.ini")
 _NOT_MATERIAL_SUFFIXES = (".xlsx", ".xls", ".csv", ".txt", ".md", ".pdf",
                           ".json", ".doc", ".docx", ".bib", ".html")
 
@@ -111,8 +112,7 @@ def find_clips(root: pathlib.Path, output: pathlib.Path,
       if pathlib.Path(n).suffix.lower() in VIDEO_SUFFIXES:
         vrel = (pathlib.PurePosixPath(rel) / pathlib.Path(n).stem).as_posix()
         clips.append((vrel, d / n, "video"))
-    material = [n for n in filenames if not n.startswith(".")
-                and n.lower() not in _NOT_MATERIAL
+    material = [n for n in filenames if not pio.is_system_file(n)
                 and not n.lower().endswith(_NOT_MATERIAL_SUFFIXES)]
     if passed_over is not None and len(clips) == found and material:
       passed_over.append({

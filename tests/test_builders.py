@@ -189,8 +189,8 @@ def test_stretched_faces_are_said_in_the_report(tmp_path):
   assert note == [
       "casme2: 1 clip(s) of non-square frames (96x72) were resized to 64x64 "
       "without face alignment, so their faces are stretched: "
-      "casme2/sub01/EP03_02. Resizing only is meant for square face crops; "
-      "an '_aligned' config crops the face."]
+      "casme2/sub01/EP03_02. The released code resizes official crops so "
+      "too; an '_aligned' config aligns and crops square faces instead."]
 
 
 def test_a_one_frame_clip_is_an_annotation_error():
@@ -549,8 +549,8 @@ def test_megc2019_ground_truth_bad_rows(tmp_path, text, match):
   # Not UTF-8 (a cp1252 export with an accented note): the file is named.
   path.write_bytes("casme2,1,EP02_01f,1\nsamm,6,006_1_2,1 caf\u00e9\n"
                    .encode("cp1252"))
-  with pytest.raises(AnnotationError, match=r"gt.csv is not UTF-8 text.*"
-                     r"save it as 'CSV UTF-8'"):
+  with pytest.raises(AnnotationError, match=r"gt.csv cannot be read as "
+                     r"utf-8-sig text.*save it as 'CSV UTF-8'"):
     megc.read_ground_truth(path)
 
 
@@ -751,6 +751,7 @@ def test_smic_subject_folders_any_case(tmp_path):
   shutil.make_archive(str(clip), "zip", clip)
   shutil.rmtree(clip)
   (root / "HS" / "readme.txt").write_text("x")
+  (root / "HS" / "S10" / "micro" / ".DS_Store").write_text("x")  # not said
   recs, report = _smic_records(tmp_path)
   assert "smic_hs/s10/s10_ne_02" not in [r.key for r in recs]
   note = [n for n in report.notes if "ignored 2 file(s)" in n]

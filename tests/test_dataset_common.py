@@ -1,5 +1,6 @@
 """Annotation, frame-choice and class-set helpers of datasets/common.py."""
 
+import dataclasses
 import logging
 
 from etils import epath
@@ -92,8 +93,11 @@ def test_read_sheet_finds_the_annotation_sheet_and_refuses_ambiguity(
   path = _workbook(tmp_path / "b.xlsx", {"ReadMe": [["x"]], "S": [["y"]]})
   with pytest.raises(AnnotationError, match="in any sheet .'ReadMe', 'S'."):
     common.read_sheet(path, HEADER)
-  # Two sheets with the header: which holds the annotations is unclear.
-  path = _workbook(tmp_path / "c.xlsx", {"A": rows, "B": rows})
+  # The first sheet holds the header: a later one (a summary) is not read.
+  path = _workbook(tmp_path / "c.xlsx", {"A": rows, "B": rows[:2]})
+  assert len(common.read_sheet(path, HEADER)) == 2
+  # Not on the first sheet but on two later ones: unclear which.
+  path = _workbook(tmp_path / "c2.xlsx", {"N": [["x"]], "A": rows, "B": rows})
   with pytest.raises(AnnotationError, match="sheets 'A', 'B' each have"):
     common.read_sheet(path, HEADER)
   # A required column named twice: the last one used to win unseen.
@@ -116,6 +120,11 @@ def test_one_subject_written_two_ways_is_refused(tmp_path):
         where=f"MMEW.xlsx, row {row}")
   common.check_unique([rec("01", "a", 2), rec("01", "b", 3),
                        rec("02", "c", 4)])
+  # The composite: one number in three datasets is three people.
+  common.check_unique([
+      dataclasses.replace(rec("sub01", "a", 2), dataset="casme2"),
+      dataclasses.replace(rec("001", "b", 3), dataset="samm"),
+      dataclasses.replace(rec("s1", "c", 4), dataset="smic_hs")])
   with pytest.raises(AnnotationError,
                      match=r"mmew: subject 1 is written 2 ways: '01' "
                            r"\(MMEW.xlsx, row 2\); 'S1' \(MMEW.xlsx, row 4\)"):

@@ -344,6 +344,9 @@ def test_refuses_a_model_for_another_class_set(files, classes, pattern):
                                                       for c in CLASSES])
 
 
+# TensorStore's callbacks after Orbax closes its event loop: noise, not
+# the behaviour under test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("damage", ["params_folder", "manifest"])
 def test_a_damaged_model_directory_is_named(files, tmp_path, damage):
   # A partial copy: Orbax's KeyError or TensorStore's NOT_FOUND becomes one

@@ -82,7 +82,7 @@ def main(argv: Sequence[str]) -> None:
           f"{len(rep['skipped'])} skipped, {len(rep['repaired'])} repaired, "
           f"{len(rep['excluded'])} excluded (build_report.json in the "
           "folder below says which and why).", file=sys.stderr)
-  except (errors.DataError, OSError, KeyError, ValueError):
+  except errors.DataError:
     pass  # a builder without a report (synthetic): the path is enough
   print(builder.data_dir)
 

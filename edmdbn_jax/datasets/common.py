@@ -57,9 +57,11 @@ Rules applied to annotations (each application is recorded in the report):
 * Onset after or equal to offset (a one-frame clip), a non-numeric,
   negative or empty frame number, an unknown emotion, a duplicated clip:
   `AnnotationError` naming the file, sheet and row. A workbook whose
-  annotation columns are named twice, whose header row is on no sheet or
-  on two, or that has no annotation rows is refused likewise (a notes sheet
-  before the annotation sheet is passed over).
+  annotation columns are named twice, whose header row is on no sheet (or
+  not on the first and on two later ones), or that has no annotation rows
+  is refused likewise (a notes sheet before the annotation sheet is passed
+  over). One subject number written two ways within a dataset ('S1' and
+  '01') is refused too: it would make two LOSO subjects of one person.
 """
 
 import collections
@@ -273,8 +275,9 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
   """Reads the annotation rows of a workbook.
 
   The header row is the first row whose first non-empty cell is
-  `first_header` (SAMM has a block of notes above it), on the one sheet
-  that has such a row (a notes sheet before it is passed over). Unnamed columns (CASME
+  `first_header` (SAMM has a block of notes above it), on the first sheet,
+  or, when that has none, on the one later sheet that has it (a notes
+  sheet put before the annotations is passed over). Unnamed columns (CASME
   II has two blank ones) are ignored. Entirely blank rows are skipped.
 
   Args:
@@ -287,8 +290,9 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
     The rows below the header, each naming its sheet row.
 
   Raises:
-    AnnotationError: unreadable workbook, no header row (or one on two
-      sheets), missing or twice-named required columns, no annotation rows.
+    AnnotationError: unreadable workbook, no header row (or, past the
+      first sheet, one on two sheets), missing or twice-named required
+      columns, no annotation rows.
   """
   import openpyxl  # pylint: disable=g-import-not-at-top
   path = epath.Path(path)
@@ -303,16 +307,20 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
         "file exactly as the dataset's authors distribute it.") from e
   if report is not None:
     report.record_input(path)
-  # The annotation sheet: the first sheet holding the header row (a copy
-  # may carry a notes sheet before it); a second such sheet is ambiguous.
-  found = []
-  for ws in wb.worksheets:
+  # The annotation sheet: the first sheet, as distributed; when it has no
+  # header row (a copy with a notes sheet put first), the one later sheet
+  # that has it (two such sheets are ambiguous).
+  def header_of(ws):
     for r, cells in enumerate(ws.iter_rows(min_row=1, values_only=True), 1):
       first = next((c for c in cells if c is not None and str(c).strip()),
                    None)
       if first is not None and _column_key(first) == _column_key(first_header):
-        found.append((ws, r, [_column_key(c) for c in cells]))
-        break
+        return ws, r, [_column_key(c) for c in cells]
+    return None
+
+  found = [header_of(wb.worksheets[0])]
+  if found[0] is None:
+    found = [h for h in map(header_of, wb.worksheets[1:]) if h]
   names = [w.title for w in wb.worksheets]
   if not found:
     raise AnnotationError(
@@ -321,10 +329,11 @@ def read_sheet(path: epath.PathLike, required: Sequence[str],
         "workbook?")
   if len(found) > 1:
     raise AnnotationError(
-        f"{path}: sheets {', '.join(repr(f[0].title) for f in found)} each "
-        f"have a header row starting with {first_header!r}; keep the one "
-        "with the dataset's annotations (the workbook as its authors "
-        "distribute it has one).")
+        f"{path}: its first sheet has no header row starting with "
+        f"{first_header!r}, and sheets "
+        f"{', '.join(repr(f[0].title) for f in found)} each have one; keep "
+        "the one with the dataset's annotations (the workbook as its authors "
+        "distribute it has them on its first sheet).")
   ws, header_row, header = found[0]
   missing = [c for c in required if _column_key(c) not in header]
   if missing:
@@ -1227,8 +1236,8 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
         # the whole-face input apex - onset is zero for this clip.
         report.notes.append(
             f"{rec.key} ({rec.where}): the apex is the onset frame "
-            f"{apex}, so the clip's apex - onset motion is zero (kept as "
-            "annotated; check the row).")
+            f"{apex}, so the clip's apex - onset motion is zero (kept; "
+            "check its annotation and frames).")
       if upsampled:
         report.repair(rec, "face_found_with_upsampling",
                       f"no face found in the onset frame {onset_file} at "
@@ -1245,8 +1254,9 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
           f"were resized to "
           f"{cfg.image_size}x{cfg.image_size} without face alignment, so "
           f"their faces are stretched: {', '.join(k for k, _ in clips[:5])}"
-          f"{' ...' if len(clips) > 5 else ''}. Resizing only is meant for "
-          "square face crops; an '_aligned' config crops the face.")
+          f"{' ...' if len(clips) > 5 else ''}. The released code resizes "
+          "official crops so too; an '_aligned' config aligns and crops "
+          "square faces instead.")
     self.finish_report(report)
     report.log()
     if not report.kept:
@@ -1321,8 +1331,7 @@ def list_clip_frames(records: Sequence[ClipRecord]
     if len(problems) > shown:
       rest = [r.key for r in records if r.label is not None
               and r.key not in listings][shown:]
-      listed += (f"\n  ... and {len(rest)} more clips alike: "
-                 f"{', '.join(rest)}")
+      listed += (f"\n  ... and {len(rest)} more clips: {', '.join(rest)}")
     raise kind(
         f"{len(problems)} of {len(listings) + len(problems)} labelled clips "
         "have no usable frame folder (checked before reading any frame):\n"

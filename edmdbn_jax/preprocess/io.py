@@ -17,6 +17,13 @@ from edmdbn_jax import errors
 PathLike = Union[str, os.PathLike]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+# Files operating systems leave in folders (never frames, never clips).
+SYSTEM_FILES = ("thumbs.db", "desktop.ini")
+
+
+def is_system_file(name: str) -> bool:
+  """Hidden files (.DS_Store, macOS '._*' copies) and Thumbs.db-like ones."""
+  return name.startswith(".") or name.lower() in SYSTEM_FILES
 
 _DIGITS = re.compile(r"\d+")
 

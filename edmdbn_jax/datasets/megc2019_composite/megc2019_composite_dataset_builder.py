@@ -102,7 +102,9 @@ def read_ground_truth(path: epath.PathLike
   """(dataset, subject, lower-cased clip) -> label from the official file.
 
   Rows are `dataset, subject, filename, label`, comma- or tab-separated
-  (fields may be quoted, as spreadsheet exports write them); blank lines
+  (fields may be quoted, as spreadsheet exports write them), in UTF-8 or
+  UTF-16 with a byte-order mark (Excel's "Unicode Text"; other encodings
+  are refused); blank lines
   are skipped, and so is the first row when it holds a header word
   ('dataset', 'subject', 'filename', 'label', ...). Any other row that
   cannot be read is an error, never dropped. Dataset names are matched
@@ -124,8 +126,9 @@ def read_ground_truth(path: epath.PathLike
     text = raw.decode(encoding)
   except UnicodeDecodeError as e:
     raise AnnotationError(
-        f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it "
-        "as 'CSV UTF-8' (comma-separated) and build again.") from e
+        f"{path} cannot be read as {encoding} text ({e.reason} at byte "
+        f"{e.start}); save it as 'CSV UTF-8' (comma-separated) and build "
+        "again.") from e
   first = next((l for l in text.splitlines() if l.strip()), "")
   delimiter = "\t" if "\t" in first and "," not in first else ","
   reader = csv.reader(io.StringIO(text), delimiter=delimiter)

@@ -111,13 +111,19 @@ def find_clips(manual_dir: epath.Path, class_set: common.ClassSet,
   sources = collections.Counter()
   # Files where folders are expected (a clip still zipped, say): SMIC-HS
   # has no annotation sheet to miss the clip, so they are reported.
-  stray = [p for p in root.iterdir() if not p.is_dir()]
+  from edmdbn_jax.preprocess import io as pio  # pylint: disable=g-import-not-at-top
+
+  def files(folder):  # not folders, and not what the system leaves
+    return [p for p in folder.iterdir()
+            if not p.is_dir() and not pio.is_system_file(p.name)]
+
+  stray = files(root)
   for subj in _subject_folders(root, report):
     subject = f"s{int(subj.name[1:])}"  # 'S01' and 's1' are both 's1'
     micro = _micro_folder(subj)
-    stray += [p for p in micro.iterdir() if not p.is_dir()]
+    stray += files(micro)
     for emo_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
-      stray += [p for p in emo_dir.iterdir() if not p.is_dir()]
+      stray += files(emo_dir)
       if emo_dir.name.lower() not in EMOTIONS:
         raise AnnotationError(
             f"{emo_dir}: unknown emotion folder; SMIC-HS uses {EMOTIONS}. "
