@@ -65,7 +65,11 @@ def _find_subject(subjects, fold_name):
   """The subject --fold names ('casme2/sub01', 'sub01' or 'casme2_sub01')."""
   match = [s for s in subjects
            if fold_name in (s, s.split("/", 1)[-1], s.replace("/", "_"))]
-  if len(match) != 1:
+  if len(match) > 1:
+    raise errors.ConfigError(
+        f"--fold={fold_name!r} names more than one subject ({match}); give "
+        "the full id.")
+  if not match:
     raise errors.ConfigError(
         f"--fold={fold_name!r} is not a subject of this run; subjects: "
         f"{subjects}")

@@ -193,16 +193,21 @@ def test_stretched_faces_are_said_in_the_report(tmp_path):
       "too; an '_aligned' config aligns and crops square faces instead."]
 
 
-def test_a_one_frame_clip_is_an_annotation_error():
-  row = common.SheetRow("s.xlsx, sheet 'S', row 4", {
-      "onsetframe": 46, "apexframe": 46, "offsetframe": 46})
-  with pytest.raises(AnnotationError, match=r"row 4: OnsetFrame and "
-                     r"OffsetFrame are both 46: a one-frame clip"):
-    common.sheet_record(row, dataset="casme2", subject="01", clip="EP",
-                        class_set=common.CLASS_SETS["casme2"][5],
-                        frame_dir=epath.Path("x"), prefix="reg_img",
-                        align=False,
-                        columns=("OnsetFrame", "ApexFrame", "OffsetFrame"))
+def test_a_one_frame_clip_is_skipped_and_bad_frame_numbers_refused(
+    tmp_path):
+  rec = common.ClipRecord(
+      dataset="casme2", subject="01", clip="EP", emotion="x", label="x",
+      frame_dir=epath.Path(tmp_path), prefix="reg_img", align=False,
+      where="s.xlsx, sheet 'S', row 4", onset=46, apex=46, offset=46)
+  report = common.BuildReport("casme2", "5class_64")
+  assert common.resolve_keyframes(rec, {45: "a", 46: "b", 47: "c"},
+                                  report) is None
+  assert report.skipped == [{
+      "clip": rec.key,
+      "where": "s.xlsx, sheet 'S', row 4",
+      "reason": "onset and offset are both frame 46: a one-frame clip holds "
+                "no motion to recognise (the model reads frame differences "
+                "from the onset); check its annotation"}]
   with pytest.raises(AnnotationError, match=r"row 4: column 'OnsetFrame' "
                      r"holds -3, expected a frame number"):
     common.parse_frame(-3, "OnsetFrame", "row 4")

@@ -120,6 +120,9 @@ def test_one_subject_written_two_ways_is_refused(tmp_path):
         where=f"MMEW.xlsx, row {row}")
   common.check_unique([rec("01", "a", 2), rec("01", "b", 3),
                        rec("02", "c", 4)])
+  # Ids that are not letters then a number are not compared ('s1_2' and
+  # 's12' share digits, not a number).
+  common.check_unique([rec("s1_2", "a", 2), rec("s12", "b", 3)])
   # The composite: one number in three datasets is three people.
   common.check_unique([
       dataclasses.replace(rec("sub01", "a", 2), dataset="casme2"),

@@ -146,6 +146,15 @@ def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
                          f"{name}.png")
 
 
+def test_fold_names_must_be_unambiguous():
+  subjects = ["casme2/s1", "smic_hs/s1", "smic_hs/s2"]
+  assert gradcam._find_subject(subjects, "s2") == "smic_hs/s2"
+  assert gradcam._find_subject(subjects, "casme2_s1") == "casme2/s1"
+  with pytest.raises(errors.ConfigError, match=r"--fold='s1' names more than "
+                     r"one subject \(\['casme2/s1', 'smic_hs/s1'\]\)"):
+    gradcam._find_subject(subjects, "s1")
+
+
 def test_training_clips_come_from_the_model_provenance(run_dir):
   workdir, clips = run_dir
   model = str(workdir / "folds" / "synthetic_s01" / "model")

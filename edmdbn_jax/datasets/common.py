@@ -54,8 +54,9 @@ Rules applied to annotations (each application is recorded in the report):
   crops), each frame is resized on its own and the clip recorded as a
   repair (right for one face box per frame, wrong for a stray frame).
 * Non-square frames only resized (faces stretched): named in the notes.
-* Onset after or equal to offset (a one-frame clip), a non-numeric,
-  negative or empty frame number, an unknown emotion, a duplicated clip:
+* Onset equal to offset (a one-frame clip): the clip is skipped (no
+  motion to recognise).
+* Onset after offset, a non-numeric, negative or empty frame number, an unknown emotion, a duplicated clip:
   `AnnotationError` naming the file, sheet and row. A workbook whose
   annotation columns are named twice, whose header row is on no sheet (or
   not on the first and on two later ones), or that has no annotation rows
@@ -504,11 +505,6 @@ def sheet_record(row: SheetRow, *, dataset: str, subject: str, clip: str,
     raise AnnotationError(
         f"{row.where}: {onset_col} {onset} is after {offset_col} {offset}."
         f"{ANNOTATION_FIX}")
-  if onset == offset:
-    raise AnnotationError(
-        f"{row.where}: {onset_col} and {offset_col} are both {onset}: a "
-        "one-frame clip holds no motion to recognise (the model takes frame "
-        f"differences from the onset).{ANNOTATION_FIX}")
   emotion = str(row.get("Estimated Emotion") or "").strip()
   return ClipRecord(
       dataset=dataset, subject=subject, clip=clip, emotion=emotion,
@@ -801,6 +797,12 @@ def resolve_keyframes(rec: ClipRecord, available: Mapping[int, epath.Path],
                   f"zero-padded; the folder holds frames {ordered[0]}.."
                   f"{ordered[-1]})")
       return None
+  if onset == offset:
+    # Skipped, not an error: a row the class set drops must not end a build.
+    report.skip(rec, f"onset and offset are both frame {onset}: a one-frame "
+                "clip holds no motion to recognise (the model reads frame "
+                "differences from the onset); check its annotation")
+    return None
   numbers = [n for n in ordered if onset <= n <= offset]
   repairs = []
   gap = (offset - onset + 1) - len(numbers)
@@ -888,9 +890,11 @@ def check_unique(records: Sequence[ClipRecord]):
   # held out under one spelling, trained on under the other.
   spellings = collections.defaultdict(dict)
   for r in records:
-    digits = re.sub(r"\D", "", r.subject)
-    if digits:
-      spellings[r.dataset, int(digits)].setdefault(r.subject, r.where)
+    # Ids of letters then a number ('sub01', 'S1', '006'); others ('s1_2')
+    # are not compared.
+    m = re.fullmatch(r"[A-Za-z]*(\d+)", r.subject)
+    if m:
+      spellings[r.dataset, int(m.group(1))].setdefault(r.subject, r.where)
   for (dataset, number), found in sorted(spellings.items()):
     if len(found) > 1:
       listed = "; ".join(f"{s!r} ({w})" for s, w in found.items())
