@@ -412,7 +412,7 @@ class Predictor:
     pred.onset = numbers[lo + pred.onset]
     pred.apex = numbers[lo + pred.apex]
     pred.offset = numbers[lo + pred.offset]
-    pred.missing_frame_numbers = sorted(
-        set(range(pred.onset, pred.offset + 1)) - set(numbers))
+    pred.missing_frame_numbers = io.missing_frame_numbers(
+        numbers, pred.onset, pred.offset)
     return pred
 

@@ -31,7 +31,6 @@ Design points:
   predictions); the last two are labelled as selected on test data.
 """
 
-import collections
 import dataclasses
 import hashlib
 import json
@@ -54,6 +53,7 @@ import orbax.checkpoint as ocp
 from edmdbn_jax import checkpoints
 from edmdbn_jax import errors
 from edmdbn_jax import input_pipeline
+from edmdbn_jax import progress
 from edmdbn_jax import provenance
 from edmdbn_jax.configs import edmdbn as edmdbn_config
 from edmdbn_jax.data import augment as augment_lib
@@ -175,6 +175,16 @@ class Fold:
     return max(1, math.ceil(len(self.train_idx) / batch))
 
 
+def subject_matches(subjects: Sequence[str], name: str) -> List[str]:
+  """The subjects `name` may mean: a full id ('casme2/sub01'), else the id
+  without its dataset ('sub01') or a fold folder name ('casme2_sub01');
+  more than one when ambiguous."""
+  if name in subjects:
+    return [name]
+  return [s for s in subjects
+          if name in (s.split("/", 1)[-1], s.replace("/", "_"))]
+
+
 def make_folds(clips, subjects: Optional[Sequence[str]] = None,
                final_model: bool = False) -> List[Fold]:
   all_subjects = clips.subject_list()
@@ -183,25 +193,20 @@ def make_folds(clips, subjects: Optional[Sequence[str]] = None,
                  np.zeros((0,), np.int64))]
   chosen = list(all_subjects)
   if subjects:
-    # Accept ids without the '<dataset>/' prefix too, where unambiguous.
-    by_short = collections.defaultdict(list)
-    for a in all_subjects:
-      by_short[a.split("/", 1)[-1]].append(a)
-    short = {k: v[0] for k, v in by_short.items() if len(v) == 1}
-    ambiguous = [s for s in subjects
-                 if s not in all_subjects and len(by_short.get(s, [])) > 1]
+    # Ids without the '<dataset>/' prefix too, where unambiguous.
+    matches = {s: subject_matches(all_subjects, s) for s in subjects}
+    ambiguous = [s for s, m in matches.items() if len(m) > 1]
     if ambiguous:
       raise errors.ConfigError(
           f"--folds {ambiguous} name more than one subject "
-          f"({[by_short[s] for s in ambiguous]}); give the full ids.")
-    unknown = [s for s in subjects if s not in all_subjects and s not in short]
+          f"({[matches[s] for s in ambiguous]}); give the full ids.")
+    unknown = [s for s, m in matches.items() if not m]
     if unknown:
       raise errors.ConfigError(
           f"--folds names unknown subjects {unknown}; this dataset has "
           f"{all_subjects}.")
     # Full ids, each once ('s01,synthetic/s01' is one fold).
-    chosen = list(dict.fromkeys(
-        s if s in all_subjects else short[s] for s in subjects))
+    chosen = list(dict.fromkeys(matches[s][0] for s in subjects))
   folds = []
   for s in chosen:
     test = np.flatnonzero(clips.subjects == s)
@@ -724,7 +729,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   jit_init, jit_train, jit_eval = make_steps(model, tx, config, mesh)
   data = device_data(clips, mesh)
 
-  from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
   bar = progress.LosoProgress(todo, int(t.epochs),
                               # (nothing to train: scoring only)
                               enabled=bool(t.get("progress", True)) and
@@ -839,7 +843,6 @@ def _train_group(group, group_size, shape, clips, data, config, workdir,
 
   epochs = int(t.epochs)
   last_save = time.monotonic()
-  from edmdbn_jax import progress  # pylint: disable=g-import-not-at-top
   writers = [progress.summary_writer(workdir, f.name, start + 1,
                                      held_out=bool(f.subject))
              for f in group]

@@ -63,8 +63,7 @@ def define_flags():
 
 def _find_subject(subjects, fold_name):
   """The subject --fold names ('casme2/sub01', 'sub01' or 'casme2_sub01')."""
-  match = [s for s in subjects
-           if fold_name in (s, s.split("/", 1)[-1], s.replace("/", "_"))]
+  match = train.subject_matches(subjects, fold_name)
   if len(match) > 1:
     raise errors.ConfigError(
         f"--fold={fold_name!r} names more than one subject ({match}); give "

@@ -196,7 +196,7 @@ def process_one(task) -> tuple[str, dict]:
       paths = pio.list_frames(source, prefix=prefix)
       stems = [p.stem for p in paths]  # unique: one file per frame number
       numbers = [pio.frame_number(p) for p in paths]
-      missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+      missing = pio.missing_frame_numbers(numbers, numbers[0], numbers[-1])
       if missing:  # kept as found, but listed: frames are not consecutive
         extra["missing_frame_numbers"] = missing
       extra["reference_frame"] = paths[0].name

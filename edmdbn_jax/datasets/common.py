@@ -56,8 +56,9 @@ Rules applied to annotations (each application is recorded in the report):
 * Non-square frames only resized (faces stretched): named in the notes.
 * Onset equal to offset (a one-frame clip): the clip is skipped (no
   motion to recognise).
-* Onset after offset, a non-numeric, negative or empty frame number, an unknown emotion, a duplicated clip:
-  `AnnotationError` naming the file, sheet and row. A workbook whose
+* Onset after offset, a non-numeric, negative or empty frame number, an
+  unknown emotion, a duplicated clip: `AnnotationError` naming the file,
+  sheet and row. A workbook whose
   annotation columns are named twice, whose header row is on no sheet (or
   not on the first and on two later ones), or that has no annotation rows
   is refused likewise (a notes sheet before the annotation sheet is passed
@@ -1223,16 +1224,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       if not rec.align and h != w:
         stretched[rec.dataset].append((rec.key, f"{w}x{h}"))
       if len(sizes) > 1:  # (only resized: aligning refuses several sizes)
-        # Kept: official crops may be one face box per frame, for which
-        # resizing each is right; a stray frame of another size is not.
-        repairs.append(("frames_of_several_sizes_resized_each", (
-            f"the frames come in {len(sizes)} sizes ("
-            f"{', '.join(f'{b}x{a}' for a, b in sizes[:4])}"
-            f"{' ...' if len(sizes) > 4 else ''}); each was resized to "
-            f"{cfg.image_size}x{cfg.image_size} on its own. Right for crops "
-            "of the face in each frame; if a frame was replaced from "
-            "another source, its difference to the others is off: check "
-            "the folder")))
+        repairs.append(several_sizes_repair(sizes, cfg.image_size))
       for rule, detail in repairs:
         report.repair(rec, rule, detail)
       if apex == numbers[0]:
@@ -1251,16 +1243,7 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
       yield rec.key, example
     for dataset, clips in sorted(stretched.items()):
       # (The preprocessor's warning is logged once per process.)
-      sizes = sorted({size for _, size in clips})
-      report.notes.append(
-          f"{dataset}: {len(clips)} clip(s) of non-square frames "
-          f"({', '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''}) "
-          f"were resized to "
-          f"{cfg.image_size}x{cfg.image_size} without face alignment, so "
-          f"their faces are stretched: {', '.join(k for k, _ in clips[:5])}"
-          f"{' ...' if len(clips) > 5 else ''}. The released code resizes "
-          "official crops so too; an '_aligned' config aligns and crops "
-          "square faces instead.")
+      report.notes.append(stretched_note(dataset, clips, cfg.image_size))
     self.finish_report(report)
     report.log()
     if not report.kept:
@@ -1278,6 +1261,36 @@ class ClipBuilder(tfds.core.GeneratorBasedBuilder):
     # During download_and_prepare, data_path is the temporary folder that
     # tfds renames into place, so the report lands beside the record files.
     report.write(self.data_path)
+
+
+def several_sizes_repair(sizes: Sequence[tuple[int, int]],
+                         image_size: int) -> tuple[str, str]:
+  """The (rule, detail) repair of a clip whose frames, only resized, come in
+  several (h, w) `sizes`. Kept: official crops may be one face box per
+  frame, for which resizing each is right; a stray frame of another size is
+  not."""
+  return ("frames_of_several_sizes_resized_each", (
+      f"the frames come in {len(sizes)} sizes ("
+      f"{', '.join(f'{b}x{a}' for a, b in sizes[:4])}"
+      f"{' ...' if len(sizes) > 4 else ''}); each was resized to "
+      f"{image_size}x{image_size} on its own. Right for crops of the face "
+      "in each frame; if a frame was replaced from another source, its "
+      "difference to the others is off: check the folder"))
+
+
+def stretched_note(dataset: str, clips: Sequence[tuple[str, str]],
+                   image_size: int) -> str:
+  """The report note naming `clips` ((key, 'WxH')) of non-square frames that
+  were resized without face alignment."""
+  sizes = sorted({size for _, size in clips})
+  return (
+      f"{dataset}: {len(clips)} clip(s) of non-square frames "
+      f"({', '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''}) were "
+      f"resized to {image_size}x{image_size} without face alignment, so "
+      f"their faces are stretched: {', '.join(k for k, _ in clips[:5])}"
+      f"{' ...' if len(clips) > 5 else ''}. The released code resizes "
+      "official crops so too; an '_aligned' config aligns and crops square "
+      "faces instead.")
 
 
 def no_face_reason(onset_file: epath.Path) -> str:
@@ -1322,19 +1335,18 @@ def list_clip_frames(records: Sequence[ClipRecord]
       listings[rec.key] = frames_by_number(rec.frame_dir, rec.prefix,
                                            rec.key, rec.where)
     except DataError as e:
-      problems.append(e)
+      problems.append((rec.key, e))
   if problems:
     kind = (MissingFrameError
-            if all(isinstance(e, MissingFrameError) for e in problems)
+            if all(isinstance(e, MissingFrameError) for _, e in problems)
             else DataError)
     # Every clip is named, the first ones in full (a wrong frame source, an
     # empty `Cropped` folder say, fails hundreds of clips alike).
     shown = 20
     listed = "\n".join(f"  {i}. {e}"
-                       for i, e in enumerate(problems[:shown], 1))
+                       for i, (_, e) in enumerate(problems[:shown], 1))
     if len(problems) > shown:
-      rest = [r.key for r in records if r.label is not None
-              and r.key not in listings][shown:]
+      rest = [key for key, _ in problems[shown:]]
       listed += (f"\n  ... and {len(rest)} more clips: {', '.join(rest)}")
     raise kind(
         f"{len(problems)} of {len(listings) + len(problems)} labelled clips "

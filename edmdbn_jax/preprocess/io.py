@@ -25,6 +25,11 @@ def is_system_file(name: str) -> bool:
   """Hidden files (.DS_Store, macOS '._*' copies) and Thumbs.db-like ones."""
   return name.startswith(".") or name.lower() in SYSTEM_FILES
 
+def missing_frame_numbers(numbers, first: int, last: int) -> list[int]:
+  """The frame numbers in [first, last] that `numbers` lacks, sorted."""
+  return sorted(set(range(first, last + 1)) - set(numbers))
+
+
 _DIGITS = re.compile(r"\d+")
 
 
@@ -44,7 +49,7 @@ def is_image(path: PathLike) -> bool:
   duplicate frame number.
   """
   p = _path(path)
-  return not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+  return not is_system_file(p.name) and p.suffix.lower() in IMAGE_SUFFIXES
 
 
 def frame_number(path: PathLike) -> int:
