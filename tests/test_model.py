@@ -185,6 +185,45 @@ def test_torch_default_init():
   assert jax.tree.all(jax.tree.map(np.array_equal, same, params))
 
 
+def test_paper_init():
+  """model.init='paper' (the modules' own values): linear weights and
+  relative-position tables a normal of std 0.02 (timm's trunc_normal_, cut
+  at +-2 in absolute units, not at 2 std, which would leave std 0.0176),
+  zero biases, LayerNorm 1 / 0; patch embeddings PyTorch's conv default,
+  the 2D entire one drawn as the released Conv3d's taps (fan-in 8*4*4*3),
+  like the detail branch's 3D one."""
+  cfg = _tiny()
+  cfg.model.embed_dim = 32
+  model = from_config(cfg.model)
+  frames, keyframes = _inputs(1, 32)
+  params = jax.jit(model.init)(jax.random.key(5), frames, keyframes)["params"]
+  flat = {"/".join(str(k.key) for k in path): np.asarray(v) for path, v in
+          jax.tree_util.tree_flatten_with_path(params)[0]}
+  for name in ("detail/layers_0_blocks_0/attn/qkv/kernel",
+               "entire/layers_2_blocks_0/mlp/fc1/kernel", "head/kernel",
+               "detail/layers_0_downsample/reduction/kernel"):
+    w = flat[name]
+    assert w.size > 2000, name
+    assert abs(w.std() / 0.02 - 1) < 0.05, (name, w.std())
+    # A normal of std 0.02 reaches past 2 std (0.04) in a few thousand draws.
+    assert 0.04 < np.abs(w).max() <= 2.0, name
+  table = np.concatenate([
+      flat[f"{b}/layers_{i}_blocks_0/attn/relative_position_bias_table"]
+      .ravel() for b in ("entire", "detail") for i in range(3)])
+  assert abs(table.std() / 0.02 - 1) < 0.1 and np.abs(table).max() > 0.04
+  for name in ("detail/layers_0_blocks_0/attn/qkv/bias", "head/bias",
+               "entire/patch_embed/proj/bias", "detail/patch_embed/proj/bias",
+               "detail/norm/bias"):
+    assert np.all(flat[name] == 0), name
+  assert np.all(flat["detail/norm/scale"] == 1)
+  e, d = (flat[f"{b}/patch_embed/proj/kernel"] for b in ("entire", "detail"))
+  assert e.shape == (4, 4, 3, 32) and d.shape == (8, 4, 4, 3, 32)
+  bound = 1 / np.sqrt(8 * 4 * 4 * 3)
+  for w in (e, d):
+    assert np.abs(w).max() <= bound
+    assert abs(w.std() / (bound / np.sqrt(3)) - 1) < 0.1, w.std()
+
+
 def test_train_mode_differs_from_eval_and_uses_the_rng():
   cfg = _tiny(drop_path_rate=0.5)
   model = from_config(cfg.model)

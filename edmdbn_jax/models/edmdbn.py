@@ -111,11 +111,11 @@ class EDMDBN(nn.Module):
       raise ValueError(f"entire_patch_embed={self.entire_patch_embed!r}; "
                        f"choose from {ENTIRE_EMBEDS}")
 
-    def backbone(patch):
+    def backbone(patch, fan_in_taps=1):
       return swin3d.SwinBackbone3D(
           embed_dim=self.embed_dim, depths=tuple(self.depths),
           num_heads=tuple(self.num_heads), window_size=tuple(self.window_size),
-          patch_size=patch, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
+          patch_size=patch, patch_fan_in_taps=fan_in_taps, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
           patch_norm=self.patch_norm, drop_rate=self.drop_rate,
           attn_drop_rate=self.attn_drop_rate,
           drop_path_rate=self.drop_path_rate,
@@ -124,8 +124,10 @@ class EDMDBN(nn.Module):
 
     patch = tuple(self.patch_size)
     if self.branches in ("both", "entire"):
-      self.entire = backbone(patch[1:] if self.entire_patch_embed == "2d"
-                             else patch)
+      # A 2D embedding stands for the released conv zero-padded to depth
+      # patch[0]: it is initialised as that conv's taps are.
+      self.entire = (backbone(patch[1:], fan_in_taps=patch[0])
+                     if self.entire_patch_embed == "2d" else backbone(patch))
       if self.motion == "feature":
         self.entire_block = BasicBlock(dtype=self.dtype)
     if self.branches in ("both", "detail"):

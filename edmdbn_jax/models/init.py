@@ -1,8 +1,13 @@
 """Initialisation schemes applied after `model.init` (`config.model.init`).
 
 'paper' (the default) is what the modules' own initialisers give: truncated
-normal std 0.02 for linear weights, zero biases, LayerNorm 1 / 0 (the
-paper, shared/reference). 'torch' is what the authors' released code runs:
+normal std 0.02 for linear weights and relative-position tables (timm's
+trunc_normal_(std=.02), cut at +-2 in absolute units, so a normal of std
+0.02 in effect), zero biases, LayerNorm 1 / 0 (the paper,
+shared/reference); the patch embeddings, for which the paper names no rule,
+keep PyTorch's conv default with zero bias, the 2D entire-branch one drawn
+as the released Conv3d's taps are (fan-in 8 * 4 * 4 * 3, as the 3D one).
+'torch' is what the authors' released code runs:
 its Swin backbone applies its truncated normal only when loading pretrained
 weights, so every Linear and Conv keeps PyTorch's default,
 

@@ -21,7 +21,12 @@ from edmdbn_jax.models.token_attention import TokenAttention
 Dtype = Any
 
 LN_EPS = 1e-5  # PyTorch's LayerNorm default.
-trunc_normal = nn.initializers.truncated_normal(stddev=0.02)
+# timm's trunc_normal_(std=.02), which the Swin codes use: a normal of std
+# 0.02 cut at +-2 in absolute units (100 std), so in effect untruncated.
+# JAX's truncated_normal(stddev) cuts at +-2 stddev by default, which
+# leaves a std of 0.0176.
+trunc_normal = nn.initializers.truncated_normal(stddev=0.02, lower=-100.0,
+                                                upper=100.0)
 # PyTorch's default Conv/Linear init (kaiming_uniform with a=sqrt(5)).
 torch_default = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
@@ -186,6 +191,11 @@ class PatchProjection(nn.Module):
   """
   features: int
   patch_size: Tuple[int, ...]
+  # Temporal taps of the conv this kernel stands for: a 2D kernel standing
+  # for the released zero-padded (d, h, w) Conv3d is drawn as that conv's
+  # taps are, PyTorch's default with fan-in d * h * w * C_in (not h * w *
+  # C_in, which would start it sqrt(d) times larger).
+  fan_in_taps: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -194,7 +204,9 @@ class PatchProjection(nn.Module):
     (B, *spatial / patch, features)."""
     cin = x.shape[-1]
     n = len(self.patch_size)
-    kernel = self.param("kernel", torch_default,
+    init = nn.initializers.variance_scaling(
+        1 / (3 * self.fan_in_taps), "fan_in", "uniform")
+    kernel = self.param("kernel", init,
                         (*self.patch_size, cin, self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,),
                       jnp.float32)
@@ -223,6 +235,7 @@ class PatchEmbed(nn.Module):
   embed_dim: int
   patch_size: Tuple[int, ...]
   norm: bool = True
+  fan_in_taps: int = 1  # see PatchProjection
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -231,7 +244,8 @@ class PatchEmbed(nn.Module):
     pads = [(0, 0)] + [(0, -s % p) for s, p in zip(spatial, self.patch_size)]
     x = jnp.pad(x, pads + [(0, 0)])
     x = PatchProjection(self.embed_dim, tuple(self.patch_size),
-                        dtype=self.dtype, name="proj")(x)
+                        fan_in_taps=self.fan_in_taps, dtype=self.dtype,
+                        name="proj")(x)
     if x.ndim == 4:
       x = x[:, None]
     if self.norm:
@@ -281,6 +295,8 @@ class SwinBackbone3D(nn.Module):
   num_heads: Sequence[int] = (4, 8, 16)
   window_size: Tuple[int, int, int] = (8, 7, 7)
   patch_size: Tuple[int, ...] = (8, 4, 4)
+  # Temporal taps a 2D patch embedding stands for (see PatchProjection).
+  patch_fan_in_taps: int = 1
   mlp_ratio: float = 4.0
   qkv_bias: bool = True
   patch_norm: bool = True
@@ -299,7 +315,8 @@ class SwinBackbone3D(nn.Module):
     deterministic = not train
     out = {}
     x = PatchEmbed(self.embed_dim, tuple(self.patch_size), self.patch_norm,
-                   dtype=self.dtype, name="patch_embed")(x)
+                   fan_in_taps=self.patch_fan_in_taps, dtype=self.dtype,
+                   name="patch_embed")(x)
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
     dpr = np.linspace(0.0, self.drop_path_rate, sum(self.depths)).tolist()
     shift = tuple(w // 2 for w in self.window_size)
