@@ -1,11 +1,14 @@
 """Model size, compute cost and latency (used by experiments.summary/benchmark).
 
-Two counts of compute: `matmul_macs` counts the multiply-adds of the
-matrix products and convolutions in the traced program (what papers and
-the reference's "13.4 G multiply-adds" count); `forward_cost` is XLA's cost
-analysis of the lowered program (`flops`, 2 per multiply-add, elementwise
-work such as softmax, normalisation and GELU included), the figure FLOP
-rates are computed from.
+Two counts of compute: `matmul_macs` / `jaxpr_matmul_flops` count the
+multiply-adds of the matrix products and convolutions in the traced program
+(what papers and the reference's "13.4 G multiply-adds" count, and what a
+tensor-core peak FLOP rate is a peak of; 2 FLOPs per multiply-add), on any
+backend without compiling; FLOP rates are computed from these. XLA's cost
+analysis of the lowered program (`lowered_flops`: elementwise work such as
+softmax, normalisation and GELU included) is kept beside them where the
+backend gives it without compiling: CPU, not the GPU's PJRT plugin, whose
+`Lowered.cost_analysis` is not implemented.
 """
 
 import math
@@ -31,20 +34,35 @@ def param_counts(config: ml_collections.ConfigDict) -> Dict[str, int]:
   return counts
 
 
-def lowered_flops(lowered) -> float:
-  """XLA's FLOP count of a lowered, not yet compiled, program.
+def lowered_flops(lowered) -> Optional[float]:
+  """XLA's FLOP count of a lowered, not yet compiled, program, or None
+  where the backend has no such analysis (a PJRT plugin such as CUDA's).
 
-  This is the unoptimised program's arithmetic: what the model asks for,
-  the same on every backend, and it needs no compile (a paper-config train
-  step takes tens of seconds to compile, which a benchmark on a leased GPU
-  cannot spare). A compiled program's count follows the backend's rewrites
-  (for the tiny config on CPU: 0.3 % more for the forward pass, 4 % more
-  for the train step).
+  This is the unoptimised program's arithmetic (a compiled program's count
+  follows the backend's rewrites: for the tiny config on CPU 0.3 % more for
+  the forward pass, 4 % more for the train step), and it needs no compile.
   """
-  cost = lowered.cost_analysis()
+  try:
+    cost = lowered.cost_analysis()
+  except NotImplementedError:
+    return None
   if isinstance(cost, (list, tuple)):
-    cost = cost[0]
-  return float((cost or {}).get("flops", float("nan")))
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return None if flops is None or not math.isfinite(flops) else float(flops)
+
+
+def lowered_cost_available() -> bool:
+  """Whether the default backend costs lowered programs (CPU does; the GPU
+  plugin does not, and lowering a paper-config step only to learn that
+  would cost seconds of leased device time)."""
+  return jax.default_backend() == "cpu"
+
+
+def jaxpr_matmul_flops(traced) -> int:
+  """2 x the multiply-adds of the matrix products and convolutions of a
+  traced (`jax.jit(f).trace(...)`) program: scans count every step."""
+  return 2 * _jaxpr_macs(traced.jaxpr.jaxpr)
 
 
 def _traced_forward(config: ml_collections.ConfigDict, batch: int,
@@ -60,12 +78,16 @@ def forward_cost(config: ml_collections.ConfigDict, batch: int = 1,
                  dtype: Optional[str] = None) -> Dict[str, float]:
   """Both counts of one forward pass at `batch`, from one trace.
 
-  Returns {'flops': XLA's count (`lowered_flops`), 'macs': flops / 2,
-  'macs_per_clip': ..., 'matmul_macs_per_clip': `matmul_macs`}.
+  Returns {'flops': XLA's count (`lowered_flops`; None where the backend
+  has none), 'macs': flops / 2, 'macs_per_clip': ..., 'matmul_macs_per_clip':
+  `matmul_macs`}.
   """
   traced = _traced_forward(config, batch, dtype)
-  flops = lowered_flops(traced.lower())
-  return {"flops": flops, "macs": flops / 2, "macs_per_clip": flops / 2 / batch,
+  flops = (lowered_flops(traced.lower()) if lowered_cost_available()
+           else None)
+  half = None if flops is None else flops / 2
+  return {"flops": flops, "macs": half,
+          "macs_per_clip": None if half is None else half / batch,
           "matmul_macs_per_clip": _jaxpr_macs(traced.jaxpr.jaxpr) // batch}
 
 
@@ -105,15 +127,27 @@ def matmul_macs(config: ml_collections.ConfigDict, batch: int = 1) -> int:
   return _jaxpr_macs(_traced_forward(config, batch).jaxpr.jaxpr) // batch
 
 
+def init_variables(config: ml_collections.ConfigDict,
+                   dtype: Optional[str] = None):
+  """The model's variables, initialised at batch 1 (they do not depend on
+  the batch: one init, and one compile of it, serves every batch size)."""
+  model = from_config(config.model, dtype=dtype)
+  f, k = input_specs(config, 1)
+  return jax.jit(model.init)(jax.random.key(0), jax.numpy.zeros(f.shape),
+                             jax.numpy.zeros(k.shape))
+
+
 def forward_latency(config: ml_collections.ConfigDict, batch: int = 1,
                     dtype: Optional[str] = None, repeats: int = 10,
-                    warmup: int = 2) -> Dict[str, float]:
-  """Wall time of the jitted forward pass on the default device (seconds)."""
+                    warmup: int = 2, variables=None) -> Dict[str, float]:
+  """Wall time of the jitted forward pass on the default device (seconds),
+  on random inputs; `variables` from `init_variables` (drawn if None)."""
   model = from_config(config.model, dtype=dtype)
   f, k = input_specs(config, batch)
   frames = jax.random.normal(jax.random.key(1), f.shape)
   keyframes = jax.random.normal(jax.random.key(2), k.shape)
-  variables = jax.jit(model.init)(jax.random.key(0), frames, keyframes)
+  if variables is None:
+    variables = init_variables(config, dtype)
   fn = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
   for _ in range(warmup):
     fn(variables, frames, keyframes).block_until_ready()

@@ -3,6 +3,7 @@
 import os
 import sys
 import time
+from typing import Optional
 
 from tqdm.auto import tqdm
 
@@ -14,18 +15,44 @@ class LosoProgress:
   when folds differ in size.
   """
 
-  def __init__(self, folds, epochs: int, enabled: bool = True):
+  def __init__(self, folds, epochs: int, enabled: bool = True,
+               log_every_s: Optional[float] = None):
+    """`log_every_s`: instead of a bar, a plain line on stderr at most this
+    often and at each group's last epoch (for logs, where a bar's redraws
+    pile up): how far, how fast, which epoch of which folds."""
     self.epochs = epochs
     self.total = sum(len(f.train_idx) for f in folds) * epochs
-    self.bar = tqdm(total=self.total, unit="clip-epoch", disable=not enabled,
+    self.log_every_s = log_every_s if enabled else None
+    self.done = 0
+    self.t0 = self.last_log = time.perf_counter()
+    self.bar = tqdm(total=self.total, unit="clip-epoch",
+                    disable=not enabled or log_every_s is not None,
                     dynamic_ncols=True, file=sys.stderr,
                     desc=f"LOSO {len(folds)} folds x {epochs} epochs")
 
   def resume(self, group, start_epoch: int):
-    self.bar.update(sum(len(f.train_idx) for f in group) * start_epoch)
+    n = sum(len(f.train_idx) for f in group) * start_epoch
+    self.done += n
+    self.bar.update(n)
+
+  def _log(self, group, epoch: int):
+    now = time.perf_counter()
+    if self.log_every_s is None or (
+        now - self.last_log < self.log_every_s and epoch < self.epochs):
+      return
+    self.last_log = now
+    names = ",".join(f.name for f in group[:3]) + (
+        "..." if len(group) > 3 else "")
+    print(f"LOSO: {self.done}/{self.total} clip-epochs "
+          f"({100 * self.done / max(self.total, 1):.0f}%) in "
+          f"{now - self.t0:.0f} s; epoch {epoch}/{self.epochs} of "
+          f"{len(group)} folds ({names})", file=sys.stderr, flush=True)
 
   def epoch_done(self, group, epoch: int, histories):
-    self.bar.update(sum(len(f.train_idx) for f in group))
+    n = sum(len(f.train_idx) for f in group)
+    self.done += n
+    self.bar.update(n)
+    self._log(group, epoch)
     last = [h[-1] for h in histories if h]
     loss = sum(r["loss"] for r in last) / max(len(last), 1)
     names = ",".join(f.name for f in group[:3]) + (

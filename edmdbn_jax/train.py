@@ -662,13 +662,18 @@ def load_data(config):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       clips=None) -> Dict[str, Any]:
+                       clips=None,
+                       progress_log_every_s: Optional[float] = None
+                       ) -> Dict[str, Any]:
   """Runs (or resumes) LOSO for `config`, writing everything to `workdir`.
 
   Args:
     config: the resolved config (see edmdbn_jax/configs/edmdbn.py).
     workdir: run directory.
     clips: optional preloaded `input_pipeline.Clips` (tests, notebooks).
+    progress_log_every_s: progress as a plain stderr line at most this often
+      instead of a bar (experiments.benchmark in a log); with
+      `train.progress` on.
 
   Returns:
     The results dict also written to `<workdir>/results.json` (for
@@ -732,7 +737,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   bar = progress.LosoProgress(todo, int(t.epochs),
                               # (nothing to train: scoring only)
                               enabled=bool(t.get("progress", True)) and
-                              bool(todo))
+                              bool(todo),
+                              log_every_s=progress_log_every_s)
 
   # 4. Train groups of folds. Every group scans the run's largest number of
   # steps per epoch and evaluates its largest test subject's batches, so the

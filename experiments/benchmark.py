@@ -30,6 +30,7 @@ a bfloat16 row against PyTorch bfloat16 autocast.
 
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -126,12 +127,15 @@ def _xla_memory_bytes(compiled):
 
 
 def random_clips_data(config, n=64, k=3, seed=0):
-  """Device-resident random clips shaped like the real pipeline's."""
+  """Device-resident random clips shaped like the real pipeline's: `k`
+  stored random frames per clip, each of the T + 1 frames a random convex
+  mix of them, so both branches' motion is non-zero (a benchmark on zeros
+  can run faster than on real data)."""
   s = int(config.data.image_size)
   t = int(config.data.num_frames)
   rng = np.random.default_rng(seed)
-  w = np.zeros((n, t + 1, k), np.float32)
-  w[:, :, 0] = 1.0
+  w = rng.random((n, t + 1, k)).astype(np.float32)
+  w /= w.sum(-1, keepdims=True)
   return {
       "frames": jnp.asarray(rng.integers(0, 255, (n, k, s, s, 3), np.uint8)),
       "weights": jnp.asarray(w),
@@ -141,8 +145,15 @@ def random_clips_data(config, n=64, k=3, seed=0):
   }
 
 
-def bench_train(config, folds: int, steps: int):
-  """Clip-steps per second of the fold-parallel train step (scan of `steps`)."""
+def bench_train(config, folds: int, steps: int, repeats: int = 3):
+  """Clip-steps per second of the fold-parallel train step (scan of `steps`),
+  the median of `repeats` timed calls after a warm-up.
+
+  FLOPs: 2 x the multiply-adds of the step's matrix products and
+  convolutions, forward and backward, counted in the traced program (every
+  scanned step; any backend, no compile); XLA's count of the lowered step,
+  elementwise work included, beside it where the backend gives one (CPU).
+  """
   b = int(config.train.batch_size)
   mesh = train.make_mesh(folds, b)
   model = from_config(config.model)
@@ -159,24 +170,36 @@ def bench_train(config, folds: int, steps: int):
   spe = np.full((folds,), 60, np.int32)
   args = (data, idx, mask, active, weights, spe, keys)
   t0 = time.perf_counter()
-  compiled = jit_train.lower(state, *args).compile()
+  traced = jit_train.trace(state, *args)
+  compiled = traced.lower().compile()
   compile_s = time.perf_counter() - t0
   xla_memory = _xla_memory_bytes(compiled)
-  # XLA's cost analysis counts a loop body once, so cost one step (a scan of
-  # length 1, lowered only: no second compile) and scale by the steps.
-  one = (data, idx[:1], mask[:1], active[:1], weights, spe, keys)
-  flops = profiling.lowered_flops(jit_train.lower(state, *one)) * steps
-  state, m = jit_train(state, *args)  # warm-up
-  jax.block_until_ready(m)
-  t0 = time.perf_counter()
-  state, m = jit_train(state, *args)
-  jax.block_until_ready((state, m))
-  dt = time.perf_counter() - t0
   clip_steps = steps * folds * b
-  return {"folds": folds, "batch": b, "steps": steps,
+  flops = profiling.jaxpr_matmul_flops(traced)
+  xla_flops = None
+  if profiling.lowered_cost_available():
+    # XLA's cost analysis counts a loop body once, so cost one step (a scan
+    # of length 1, lowered only: no second compile) and scale by the steps.
+    one = (data, idx[:1], mask[:1], active[:1], weights, spe, keys)
+    one_step = profiling.lowered_flops(jit_train.lower(state, *one))
+    xla_flops = None if one_step is None else one_step * steps
+  state, m = compiled(state, *args)  # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    state, m = compiled(state, *args)
+    jax.block_until_ready((state, m))
+    times.append(time.perf_counter() - t0)
+  dt = float(np.median(times))
+  return {"folds": folds, "batch": b, "steps": steps, "repeats": repeats,
           "clip_steps_per_s": clip_steps / dt, "seconds": dt,
+          "seconds_each": times,
           "compile_s": compile_s, "xla_memory_bytes": xla_memory,
+          "flops_method": "matmul",
           "flops_per_clip_step": flops / clip_steps,
+          "xla_flops_per_clip_step": (None if xla_flops is None
+                                      else xla_flops / clip_steps),
           "achieved_flops": flops / dt}
 
 
@@ -192,19 +215,29 @@ def loso_config(config, epochs: int, fold_parallel: str, folds=()):
   cfg.train.fold_parallel = fold_parallel
   # The row's UF1 is the fixed budget's, whatever the config selects.
   cfg.train.selection = "fixed"
-  # The progress bar on a terminal; none in logs (it would crowd out the
-  # figures, e.g. in a device call's output tail).
-  cfg.train.progress = sys.stderr.isatty()
+  # The progress bar on a terminal; in logs, plain lines (bench_loso).
+  cfg.train.progress = True
   # Checkpoints at the config's own cadence (the paper config: every 10
   # minutes), so the row costs what `experiments.loso` costs.
   return cfg
 
 
 def bench_loso(cfg, clips):
-  """Wall time of a CASME II-sized synthetic LOSO, including compilation."""
+  """Wall time of a CASME II-sized synthetic LOSO, including compilation.
+
+  Progress: the bar on a terminal, else a line every 15 s (a run cut off by
+  a time limit still shows how far it got and how fast)."""
+  n_folds = len(train.make_folds(clips, list(cfg.train.folds)))
+  at_once = train.balanced_group_size(
+      n_folds, train.fold_parallelism(cfg, n_folds), len(jax.devices()))
+  print(f"LOSO row: {n_folds} folds, {at_once} at once "
+        f"(fold_parallel={cfg.train.fold_parallel}), {cfg.train.epochs} "
+        "epochs", flush=True)
   with tempfile.TemporaryDirectory() as workdir:
     t0 = time.perf_counter()
-    results = train.train_and_evaluate(cfg, workdir, clips=clips)
+    results = train.train_and_evaluate(
+        cfg, workdir, clips=clips,
+        progress_log_every_s=None if sys.stderr.isatty() else 15.0)
     wall = time.perf_counter() - t0
   agg = results["aggregated"]
   return {"epochs": int(cfg.train.epochs),
@@ -212,6 +245,7 @@ def bench_loso(cfg, clips):
           "folds": int(results["protocol"]["folds"]),
           "clips": int(len(clips.labels)), "wall_s": wall,
           "fold_parallel": cfg.train.fold_parallel,
+          "folds_at_once": at_once,
           "checkpoint_every_epochs": int(cfg.train.checkpoint_every_epochs),
           "checkpoint_every_minutes": float(
               cfg.train.checkpoint_every_minutes),
@@ -268,20 +302,25 @@ clip; bf16 training at 35 % or more of peak.
 
 - **GPU rows: still to be measured.** No GPU has been lent to the sessions
   so far. On a lent H100/H200:
-  `bash benchmarks/device/fetch_wheels.sh` here first (wheels the GPU image
-  lacks, about 10 MB, for its Python 3.12), then
-  `run(command="bash benchmarks/device/run.sh", carry=[".whl"])` (one call
-  may run 10 minutes; if the steps do not fit, `STEPS=bf16`, then
-  `STEPS=loso`, then `STEPS=fp32` in separate calls, copying the returned
-  result files in between, as run.sh explains): the paper
-  config in bf16 with the PyTorch side-by-side
-  (`--sections=train,infer,torch`), then the 60-epoch LOSO row
-  (`--sections=loso`), then the float32 row, each step saving its result
-  file as it goes (a task's device time, about 15 minutes with the machine
-  start, may not reach the last).
-  The kit was rehearsed on CPU in a Python 3.12 / jax 0.11.2 environment
-  shaped like the GPU image (offline install from the wheels, tiny config);
-  it has not run on a GPU yet.
+  `PYTHON=/path/to/python3.12 bash benchmarks/device/fetch_wheels.sh` here
+  first (wheels the GPU image lacks, about 10 MB, for its Python 3.12),
+  then `run(command="bash benchmarks/device/run.sh", carry=[".whl"],
+  timeout_s=600)`: it checks that JAX and PyTorch both see the GPU, then
+  runs the paper config in bf16 with the PyTorch side-by-side
+  (`--sections=train,infer,torch`, at most 300 s, saving after each
+  section) and the 60-epoch LOSO row (`--sections=loso`, at most 250 s,
+  progress lines every 15 s), each under its own limit so that one cut off
+  or failing does not cost the other; everything printed is also in
+  `run.log`. A LOSO row cut off is rerun alone (`STEPS=loso
+  LOSO_TIMEOUT=560`); `STEPS=fp32` adds the float32 row. A task's device
+  time, about 15 minutes with the machine start, fits one such call and a
+  short second one.
+  The kit was rehearsed on CPU (`REQUIRE_GPU=0 JAX_PLATFORMS=cpu
+  CFG=edmdbn_jax/configs/edmdbn.py:tiny LOSO_EPOCHS=1`), earlier also in a
+  Python 3.12 / jax 0.11.2 environment shaped like the GPU image (offline
+  install from the wheels); it has not run on a GPU yet. Not yet known
+  there: how long the paper config compiles (the 60-epoch LOSO compiles its
+  init, train and eval steps once for all 26 folds).
 - **PyTorch side-by-side** (`--torch`, `pip install -e ".[bench]"`): the
   same architecture and size built from torchvision's Video Swin blocks
   (`PatchEmbed3d`, `SwinTransformerBlock` with `ShiftedWindowAttention3d`,
@@ -293,9 +332,21 @@ clip; bf16 training at 35 % or more of peak.
   independent plain-PyTorch blocks instead. The ratio column compares like
   with like: a float32 row against PyTorch float32 (TF32 matmuls on CUDA,
   as JAX uses there by default), a bfloat16 row against bf16 autocast.
-- **Peak FLOP rate**: vendor dense peaks; for float32 rows the TF32
-  tensor-core peak, since JAX computes float32 matmuls in TF32 on these
-  GPUs by default.
+- **Peak FLOP rate**: vendor dense peaks (H100 SXM and H200: 989 TFLOP/s
+  bf16); for float32 rows the TF32 tensor-core peak, since JAX computes
+  float32 matmuls in TF32 on these GPUs by default. A plain 8192^3 bf16
+  matrix product reached 769 to 798 TFLOP/s on this workplace's H200s
+  (its device notes, 2026-10/11): about 80 % of the datasheet is the
+  practical ceiling. The % of peak is the fold-parallel row's (`FOLDS`
+  folds at once, default 8), counting the matrix products and
+  convolutions only; a device kind missing from the table (e.g. an H100
+  PCIe) gets "peak unknown" rather than a wrong peak.
+- **Inputs**: random frames, every clip frame a random convex mix of three
+  stored ones, so both branches see motion (not zeros, which can run
+  faster); PyTorch gets random normal inputs. Timings are the median of 3
+  calls of 20 steps after a warm-up. The PyTorch model keeps the released
+  3D entire-branch embedding (1 % more multiply-adds than the JAX default
+  2D one) and runs with cuDNN autotuning on.
 - CPU rows use the `tiny` config on 2 cores and are for tracking progress
   only; CPU has no known peak FLOP rate, and the same command varies by up
   to about 3x between machines and with other load on the cores: compare
@@ -355,7 +406,8 @@ def write_table(out_dir):
       continue
     tr1, trf = r["train_1fold"], r["train_folds"]
     frac = r.get("peak_fraction")
-    frac_s = f" ({100 * frac:.0f}%)" if frac else " (peak unknown)"
+    frac_s = (f" ({100 * frac:.0f}%)" if frac is not None
+              and math.isfinite(frac) else " (peak unknown)")
     mem = r.get("peak_memory_bytes")
     loso = r.get("loso")
     loso_s = "not run"
@@ -371,7 +423,8 @@ def write_table(out_dir):
         f"{64 / r['infer_b64']['median_s']:.1f}",
         f"{r['macs_per_clip'] / 1e9:.3f}"
         + ("" if r.get("macs_method") == "matmul" else " (XLA/2)"),
-        f"{trf['flops_per_clip_step'] / 1e9:.3f}",
+        f"{trf['flops_per_clip_step'] / 1e9:.3f}"
+        + ("" if trf.get("flops_method") == "matmul" else " (XLA)"),
         f"{trf['achieved_flops'] / 1e12:.3f}{frac_s}",
         _mem_cell(mem, trf),
         f"{tr1['compile_s']:.1f} / {trf['compile_s']:.1f}",
@@ -381,11 +434,17 @@ def write_table(out_dir):
   intro = ("# Benchmarks\n\nMade by `python -m experiments.benchmark` "
            "(see its docstring); one row per result file in `results/`. "
            "Training throughput counts clip-steps (one clip through one "
-           "forward + backward + update); FLOP counts and rates use XLA's cost "
-           "analysis of the lowered (unoptimised) program, the model's "
-           "arithmetic on any backend (rows dated before 2026-12-01 counted "
-           "the compiled CPU program: for the tiny config 0.3 % more forward "
-           "and 4 % more train-step FLOPs). CPU rows have no known peak. "
+           "forward + backward + update); train FLOP counts and rates are 2 x "
+           "the multiply-adds of the train step's matrix products and "
+           "convolutions, forward and backward, counted in the traced "
+           "program on any backend (what a tensor-core peak is a peak of); "
+           "cells marked (XLA), rows dated before 2026-12-02, used XLA's "
+           "cost analysis of the lowered program instead, elementwise work "
+           "included (the GPU plugin has none without compiling; for the "
+           "paper config 2.4 % more than the matmul count), and rows before "
+           "2026-12-01 the compiled CPU program's (for the tiny config 0.3 % "
+           "more forward and 4 % more train-step FLOPs). CPU rows have no "
+           "known peak. "
            "PyTorch columns: the same architecture and size built from "
            "torchvision's Video Swin blocks, timed in the same process; "
            "'fp32' uses TF32 matmuls on CUDA (JAX's float32 default there), "
@@ -498,9 +557,18 @@ def main(argv):
           f"{result['train_folds']['clip_steps_per_s']:.1f} clip-steps/s "
           f"(compiled in {result['train_folds']['compile_s']:.1f} s)", flush=True)
     peak = _peak(dtype)
+    result.pop("peak_flops", None)
+    result.pop("peak_fraction", None)
     if peak:
       result["peak_flops"] = peak
       result["peak_fraction"] = result["train_folds"]["achieved_flops"] / peak
+    trf = result["train_folds"]
+    print(f"train FLOP rate ({FLAGS.fold_parallel} folds; matrix products "
+          f"and convolutions, {trf['flops_per_clip_step'] / 1e9:.2f} GFLOP "
+          f"per clip-step): {trf['achieved_flops'] / 1e12:.3f} TFLOP/s"
+          + (f", {100 * result['peak_fraction']:.1f}% of the "
+             f"{peak / 1e12:.0f} TFLOP/s {dtype} peak" if peak else
+             " (peak of this device unknown)"), flush=True)
     save("train")
   if "infer" in sections:
     # Multiply-adds of the matrix products and convolutions (the figure
@@ -510,9 +578,12 @@ def main(argv):
     result["macs_per_clip"] = cost["matmul_macs_per_clip"]
     result["macs_method"] = "matmul"
     result["xla_forward_flops_per_clip"] = cost["flops"]
-    result["infer_b1"] = profiling.forward_latency(config, 1, dtype)
+    variables = profiling.init_variables(config, dtype)  # one init compile
+    result["infer_b1"] = profiling.forward_latency(config, 1, dtype,
+                                                   variables=variables)
     result["infer_b64"] = profiling.forward_latency(config, 64, dtype,
-                                                    repeats=3)
+                                                    repeats=3,
+                                                    variables=variables)
     print(f"inference: {1e3 * result['infer_b1']['per_clip_s']:.2f} ms/clip "
           f"at batch 1, {64 / result['infer_b64']['median_s']:.1f} clips/s "
           "at 64", flush=True)

@@ -10,6 +10,7 @@ the released model also builds a 6,508,550-parameter ViT it never calls.
 
 from absl import app
 from absl import flags
+import jax
 
 from edmdbn_jax import profiling
 from experiments import cli
@@ -46,9 +47,13 @@ def main(argv):
   cost = profiling.forward_cost(config, FLAGS.batch, dtype)
   print(f"Forward multiply-adds per clip (matrix products and "
         f"convolutions): {cost['matmul_macs_per_clip'] / 1e9:.3g} G")
-  print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
-        f"elementwise work included): "
-        f"{cost['flops'] / FLAGS.batch / 1e9:.3g} G")
+  if cost["flops"] is not None:
+    print(f"Forward FLOPs per clip (XLA cost analysis, 2 per multiply-add, "
+          f"elementwise work included): "
+          f"{cost['flops'] / FLAGS.batch / 1e9:.3g} G")
+  else:
+    print("Forward FLOPs per clip (XLA cost analysis): not given by the "
+          f"{jax.default_backend()} backend without compiling")
   lat = profiling.forward_latency(config, FLAGS.batch, dtype,
                                   repeats=FLAGS.repeats)
   print(f"Forward latency at batch {FLAGS.batch} on "

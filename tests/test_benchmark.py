@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,6 +40,7 @@ def bench_out(tmp_path_factory):
   r = run_benchmark(out=out)
   assert r.returncode == 0, r.stderr[-3000:]
   assert "clip-steps/s" in r.stdout and "ms/clip at batch 1" in r.stdout
+  assert "TFLOP/s (peak of this device unknown)" in r.stdout
   return out
 
 
@@ -50,6 +52,12 @@ def test_writes_result_file_and_table(bench_out):
   for key in ("train_1fold", "train_folds"):
     assert row[key]["clip_steps_per_s"] > 0 and row[key]["compile_s"] > 0
     assert row[key]["flops_per_clip_step"] > 0
+    assert row[key]["flops_method"] == "matmul"
+    assert len(row[key]["seconds_each"]) == row[key]["repeats"] == 3
+    # CPU also gives XLA's count of the lowered step: the same matrix
+    # products plus the elementwise work.
+    ratio = row[key]["xla_flops_per_clip_step"] / row[key]["flops_per_clip_step"]
+    assert 1.0 < ratio < 1.5, ratio
   assert row["macs_per_clip"] > 0
   assert row["infer_b1"]["batch"] == 1 and row["infer_b64"]["batch"] == 64
   assert "torch" not in row and "loso" not in row
@@ -72,10 +80,14 @@ def test_loso_section_updates_the_row(bench_out, tmp_path):
                     out=bench_out, data_dir=tmp_path / "tfds")
   assert r.returncode == 0, r.stderr[-3000:]
   assert "LOSO, 1 epochs, 2 of 26 folds" in r.stdout
+  assert "LOSO row: 2 folds, 2 at once (fold_parallel=2)" in r.stdout
+  # Not a terminal: plain progress lines instead of a bar.
+  assert "LOSO: " in r.stderr and "clip-epochs (100%)" in r.stderr
   row = _row(bench_out)
   assert row["train_1fold"] == before["train_1fold"]  # kept, not re-run
   loso = row["loso"]
   assert loso["subjects"] == 26 and loso["folds"] == 2 and loso["epochs"] == 1
+  assert loso["folds_at_once"] == 2
   assert 200 <= loso["clips"] <= 300 and loso["wall_s"] > 0
   assert 0.0 <= loso["uf1_aggregated_fixed"] <= 1.0
   assert "s (1 ep, 2 of 26 folds)" in (bench_out / "README.md").read_text()
@@ -139,3 +151,36 @@ def test_incomplete_rows_are_listed_not_tabulated(tmp_path):
   assert "Incomplete result files" in text
   assert "1 x NVIDIA H100 paper bfloat16" in text
   assert "| 2026-11-25 |" not in text
+
+
+def test_random_clips_move_in_both_branches():
+  """Every frame a random convex mix of the stored frames: neither branch's
+  motion is zero (the benchmark must not time zeros)."""
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax.configs import edmdbn as configs  # pylint: disable=g-import-not-at-top
+  cfg = configs.get_config("tiny")
+  data = benchmark.random_clips_data(cfg, n=4)
+  w = np.asarray(data["weights"])
+  np.testing.assert_allclose(w.sum(-1), 1, rtol=1e-6)
+  assert (w > 0).sum(-1).min() > 1
+  # Adjacent output frames differ, so the detail branch sees motion.
+  assert np.abs(np.diff(w, axis=1)).max() > 0.05
+
+
+def test_train_flops_without_xla_cost_analysis(monkeypatch):
+  """On the GPU (no lowered cost analysis) the FLOP rate still comes out,
+  from the traced program's matrix products, the same count as on CPU."""
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax import profiling  # pylint: disable=g-import-not-at-top
+  from edmdbn_jax.configs import edmdbn as configs  # pylint: disable=g-import-not-at-top
+  cfg = configs.get_config("tiny")
+  cfg.data.image_size = 32
+  cfg.model.depths = (1, 1, 1)
+  cfg.model.embed_dim = 16
+  cpu = benchmark.bench_train(cfg, 1, 2, repeats=1)
+  monkeypatch.setattr(profiling, "lowered_cost_available", lambda: False)
+  gpu_like = benchmark.bench_train(cfg, 1, 2, repeats=1)
+  assert cpu["xla_flops_per_clip_step"] > 0
+  assert gpu_like["xla_flops_per_clip_step"] is None
+  assert gpu_like["flops_per_clip_step"] == cpu["flops_per_clip_step"] > 0
+  assert np.isfinite(gpu_like["achieved_flops"])

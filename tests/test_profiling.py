@@ -20,6 +20,29 @@ def test_lowered_flops_counts_a_matmul_without_compiling():
   assert profiling.lowered_flops(lowered) == 2 * 8 * 16 * 4
 
 
+def test_lowered_flops_is_none_where_the_backend_has_no_analysis():
+  """The GPU's PJRT plugin raises NotImplementedError for a lowered
+  program's cost analysis (and jax returns None from some stages)."""
+
+  class NoAnalysis:
+    def cost_analysis(self):
+      raise NotImplementedError("Lowered.cost_analysis not implemented")
+
+  class Empty:
+    def cost_analysis(self):
+      return None
+
+  assert profiling.lowered_flops(NoAnalysis()) is None
+  assert profiling.lowered_flops(Empty()) is None
+
+
+def test_jaxpr_matmul_flops_counts_every_scanned_step():
+  f = jax.jit(lambda x, y: jax.lax.scan(
+      lambda c, _: (jnp.tanh(c @ y), None), x, None, length=3)[0])
+  traced = f.trace(jnp.zeros((8, 8)), jnp.zeros((8, 8)))
+  assert profiling.jaxpr_matmul_flops(traced) == 2 * 3 * 8 * 8 * 8
+
+
 def test_forward_cost_scales_with_the_batch():
   cfg = edmdbn_config.get_config("tiny")
   one = profiling.forward_cost(cfg, 1)
@@ -29,6 +52,8 @@ def test_forward_cost_scales_with_the_batch():
   # relative-position bias gathers and masks are computed once).
   assert abs(two["macs_per_clip"] / one["macs_per_clip"] - 1) < 0.01
   assert 0.03e9 < one["macs_per_clip"] < 0.05e9  # 0.037 G for tiny
+  # The matmul count is XLA's less the elementwise work.
+  assert 0.8 < one["matmul_macs_per_clip"] / one["macs_per_clip"] < 1.0
 
 
 def test_matmul_macs_count_a_matmul_and_a_conv():
