@@ -13,6 +13,9 @@ def test_paper_variant_is_the_paper():
       128, (2, 2, 6), (4, 8, 16))
   assert tuple(m.window_size) == (8, 7, 7) and tuple(m.patch_size) == (8, 4, 4)
   assert m.drop_path_rate == 0.2 and m.mlp_ratio == 4.0 and m.qkv_bias
+  assert m.drop_rate == 0.0 and m.attn_drop_rate == 0.0  # no dropout
+  assert m.patch_norm and m.accumulated_attention and m.init == "paper"
+  assert c.train.class_weights == "auto"  # weighted CE on SAMM only
   assert c.data.image_size == 224 and c.data.num_frames == 8
   t = c.train
   assert (t.epochs, t.warmup_epochs, t.batch_size, t.learning_rate) == (

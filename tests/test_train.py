@@ -290,6 +290,14 @@ def test_class_weights():
   np.testing.assert_allclose(w, [4 / 9, 4 / 3, 0.0])
   np.testing.assert_array_equal(train.class_weights(np.array([0]), 2, "none"),
                                 [1, 1])
+  # 'auto' (the paper config's): weighted cross entropy on SAMM only.
+  for dataset in ("samm", "casme2", "smic_hs", "mmew", "megc2019_composite",
+                  "synthetic"):
+    c = configs.get_config("paper")
+    c.data.dataset = dataset
+    assert c.train.class_weights == "auto"
+    assert train.resolve_class_weights(c) == (
+        "balanced" if dataset == "samm" else "none"), dataset
 
 
 def test_epoch_schedule_masks_and_inactive_steps(clips):

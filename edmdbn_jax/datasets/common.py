@@ -104,7 +104,9 @@ IMAGE_SIZES = (224, 112, 64)
 #             align=False when the dataset ships them and they are present
 #             (CASME II `Cropped`, SMIC `reg_image*`), else the raw frames
 #             with face alignment (dlib landmarks, OpenFace affine, the EDMDBN
-#             crop). This is what the paper does.
+#             crop). A choice: the reference states the EDMDBN authors'
+#             alignment but not which frames they ran it on (WORKSPACE,
+#             "Official crops by default").
 #   'aligned' always the raw frames, face-aligned by this toolkit.
 #   'resized' the frames as found (official crops when present, else raw),
 #             only resized to S x S: for trees that already hold face crops.

@@ -29,8 +29,9 @@ Psychology, Chinese Academy of Sciences) and put the files under
   <manual_dir>/CASME2/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg  (raw frames)
 
 Either frame folder is enough. The default configs ('5class_224', ...) use
-`Cropped` when present (no alignment, as the paper does) and otherwise align
-the raw frames; '..._aligned' configs always align `CASME2_RAW_selected`;
+`Cropped` when present (the dataset's own face crops, not aligned again)
+and otherwise align the raw frames; '..._aligned' configs always align
+`CASME2_RAW_selected`;
 '..._resized' configs only resize whatever frames are present.
 """
 
