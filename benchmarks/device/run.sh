@@ -37,10 +37,10 @@ FOLDS="${FOLDS:-8}"
 PY="${PY:-python3}"
 REQUIRE_GPU="${REQUIRE_GPU:-1}"
 mkdir -p "$OUT/results"
-# Everything printed goes to $OUT/run.log too, unbuffered: a step killed by
-# its limit keeps its lines.
-exec > >(tee -a "$OUT/run.log") 2>&1
 export PYTHONUNBUFFERED=1
+
+# The steps (not indented: they hold a here-document).
+main() {
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export TFDS_DATA_DIR="${TFDS_DATA_DIR:-/tmp/tensorflow_datasets}"
 if [ "$REQUIRE_GPU" = 1 ]; then
@@ -64,10 +64,10 @@ elif ! "$PY" -c 'import ml_collections, tensorflow_datasets' 2>/dev/null; then
   echo "run.sh: no .whl/ here and the toolkit's packages are missing: run" \
        "benchmarks/device/fetch_wheels.sh on the machine with PyPI and pass" \
        "carry=[\".whl\"]" >&2
-  exit 2
+  return 2
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-"$PY" - "$REQUIRE_GPU" <<'EOF' || exit 3
+"$PY" - "$REQUIRE_GPU" <<'EOF' || return 3
 import sys
 import jax, flax, optax, torch, torchvision
 print("jax", jax.__version__, jax.devices(), "flax", flax.__version__,
@@ -110,5 +110,11 @@ done
 ls -l "$OUT/results"
 if [ "${#failed[@]}" != 0 ]; then
   echo "run.sh: unfinished steps: ${failed[*]}" >&2
-  exit 1
+  return 1
 fi
+}
+
+# Everything printed goes to $OUT/run.log too, unbuffered: a step killed by
+# its limit keeps its lines.
+main 2>&1 | tee -a "$OUT/run.log"
+exit "${PIPESTATUS[0]}"
