@@ -1,21 +1,37 @@
-"""Grad-CAM and Token Attention maps for EDMDBN, and the figures made of them.
+"""Class activation maps and Token Attention maps for EDMDBN, and their figures.
 
-Grad-CAM (Selvaraju et al. 2017) for class c on a feature map A (h, w, C):
-  alpha_c[k] = mean_{i,j} d logit_c / d A[i, j, k]
-  cam_c[i, j] = ReLU(sum_k alpha_c[k] A[i, j, k]), then divided by its maximum
-  (an all-zero map stays zero), so every map lies in [0, 1].
+Two methods, for class c on a feature map A (h, w, C), G = d logit_c / d A:
+  'hirescam' (the default; HiResCAM, Draelos & Carin 2020, gradient x
+    activation): cam_c[i, j] = ReLU(sum_k G[i, j, k] A[i, j, k]).
+    EDMDBN's head is one linear layer over the whole flattened map, with
+    its own weights at every position, so sum_k G A at (i, j) is exactly
+    that position's share of the logit: the signed map sums to the logit
+    less the head's bias.
+  'gradcam' (Grad-CAM, Selvaraju et al. 2017):
+    alpha_c[k] = mean_{i,j} G[i, j, k],
+    cam_c[i, j] = ReLU(sum_k alpha_c[k] A[i, j, k]).
+    Averaging the gradient over positions discards where this head reads:
+    with a linear head alpha_c is the same for every clip, and the map can
+    miss, or be zero over, the positions that carry the logit (measured on
+    a trained tiny model, 2026-12-02: its top position was the one whose
+    removal lowered the logit most less often than HiResCAM's). Kept as an
+    option for comparison with published Grad-CAM figures.
+Each map is then divided by its maximum (an all-zero map stays zero), so
+every map lies in [0, 1].
 
 Targets: 'fused' (the 14 x 14 map the head reads; the paper's Fig. 6) or
 'entire' / 'detail' (that branch's output as the fusion takes it: after its
 last stage, Token Attention and final LayerNorm; for the detail branch
 averaged over its temporal tokens). With add fusion the three share their
-gradients, so before the ReLU fused = entire + detail, and the branch maps
-say how much of the fused map each branch contributes.
+gradients, so before the ReLU and the normalisation fused = entire +
+detail (`return_signed`); the drawn maps, each scaled to its own maximum,
+show where each branch's evidence lies, not its share.
 
 Each map is divided by its own maximum: a map shows where the evidence for
 its class lies, not how strong it is (the class probabilities say that). A
-map that is zero everywhere (no positive evidence for the class anywhere)
-stays zero and is labelled so in the panels.
+map that is zero everywhere (HiResCAM: no position adds to the class's
+logit; Grad-CAM: its weighted sum is <= 0 everywhere) stays zero and is
+labelled so in the panels.
 """
 
 from typing import Dict, Optional, Sequence
@@ -25,6 +41,19 @@ import jax.numpy as jnp
 import numpy as np
 
 TARGETS = ("fused", "entire", "detail")
+METHODS = ("hirescam", "gradcam")
+DEFAULT_METHOD = "hirescam"
+METHOD_LABELS = {"hirescam": "HiResCAM (gradient x activation)",
+                 "gradcam": "Grad-CAM"}
+# Under an all-zero map, what that means for each method.
+EMPTY_LABELS = {"hirescam": "no position adds to it",
+                "gradcam": "Grad-CAM <= 0 everywhere"}
+
+
+def check_method(method: str) -> str:
+  if method not in METHODS:
+    raise ValueError(f"method={method!r}; choose from {METHODS}")
+  return method
 
 
 def _normalise(cam):
@@ -33,16 +62,18 @@ def _normalise(cam):
   return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1.0), 0.0)
 
 
-def signed_cam(feature, grads):
-  """feature, grads: (B, h, w, C) -> sum_k alpha[k] A[..., k] (B, h, w),
-  before the ReLU and the normalisation."""
-  alpha = jnp.mean(grads, axis=(1, 2), keepdims=True)
-  return jnp.sum(alpha * feature, axis=-1)
+def signed_cam(feature, grads, method: str = DEFAULT_METHOD):
+  """feature, grads: (B, h, w, C) -> the map before the ReLU and the
+  normalisation (B, h, w): sum_k G A ('hirescam') or sum_k alpha[k] A
+  ('gradcam')."""
+  if check_method(method) == "gradcam":
+    grads = jnp.mean(grads, axis=(1, 2), keepdims=True)
+  return jnp.sum(grads * feature, axis=-1)
 
 
-def cam_from_gradients(feature, grads):
-  """feature, grads: (B, h, w, C) -> normalised Grad-CAM (B, h, w)."""
-  return _normalise(jax.nn.relu(signed_cam(feature, grads)))
+def cam_from_gradients(feature, grads, method: str = DEFAULT_METHOD):
+  """feature, grads: (B, h, w, C) -> normalised map (B, h, w)."""
+  return _normalise(jax.nn.relu(signed_cam(feature, grads, method)))
 
 
 def _class_cotangents(vjp, logits, classes):
@@ -56,8 +87,9 @@ def _class_cotangents(vjp, logits, classes):
 
 def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
             target: str = "fused", return_out: bool = False,
-            return_signed: bool = False):
-  """Grad-CAM maps of `classes` on `target`.
+            return_signed: bool = False, method: str = DEFAULT_METHOD):
+  """Class activation maps of `classes` on `target` (`method`: 'hirescam'
+  or 'gradcam', see the module docstring).
 
   Args:
     model: an EDMDBN module.
@@ -78,6 +110,7 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
   """
   if target not in TARGETS:
     raise ValueError(f"target={target!r}; choose from {TARGETS}")
+  check_method(method)
   params = {"params": variables["params"]}
   if target == "fused":
     fused, out = model.apply(params, frames, keyframes, method="features")
@@ -108,7 +141,8 @@ def gradcam(model, variables, frames, keyframes, classes: Sequence[int],
     grads = jnp.sum(
         _class_cotangents(vjp, logits, classes)[0][target]["features"], 2)
   signed = jnp.moveaxis(jax.vmap(lambda g: signed_cam(
-      feature.astype(jnp.float32), g.astype(jnp.float32)))(grads), 0, 1)
+      feature.astype(jnp.float32), g.astype(jnp.float32), method))(grads),
+                        0, 1)
   cams = _normalise(jax.nn.relu(signed))
   res = {"cams": cams, "logits": logits,
          "probabilities": jax.nn.softmax(logits, -1)}
@@ -173,7 +207,7 @@ def save_class_means(path: str, apex_means, cam_means, counts, correct,
                      class_names: Sequence[str], title: str = "",
                      empty=None):
   """Writes a PNG: per class, the mean apex frame of its clips under the
-  mean Grad-CAM map of that (true) class; classes without clips are blank.
+  mean map of that (true) class; classes without clips are blank.
 
   Args:
     apex_means: (K, H, W, 3) mean apex frames (aligned faces: the mean is a
@@ -224,7 +258,7 @@ def save_class_means(path: str, apex_means, cam_means, counts, correct,
 def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
                probabilities, title: str = "",
                attention: Optional[Dict[str, np.ndarray]] = None,
-               label: Optional[str] = None):
+               label: Optional[str] = None, method: str = DEFAULT_METHOD):
   """Writes a PNG: onset, apex, entire motion, one overlay per class.
 
   Args:
@@ -245,10 +279,11 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
   fig, axes = plt.subplots(rows, n, figsize=(2.2 * n, 2.5 * rows),
                            squeeze=False)
   tiles = [("onset", onset), ("apex", apex),
-           ("apex - onset", motion_image(onset, apex))]
+           ("apex - onset\n(stretched to full range)",
+            motion_image(onset, apex))]
   for c, name in enumerate(class_names):
     mark = " (true)" if label is not None and name == label else ""
-    empty = "\nno positive evidence" if not np.any(cams[c]) else ""
+    empty = (f"\n{EMPTY_LABELS[method]}" if not np.any(cams[c]) else "")
     tiles.append((f"{name}{mark}\np={float(probabilities[c]):.2f}{empty}",
                   overlay(apex, cams[c])))
   for ax, (name, img) in zip(axes[0], tiles):
@@ -265,7 +300,8 @@ def save_panel(path: str, onset, apex, cams, class_names: Sequence[str],
                  fontsize=7)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(
         labelsize=5)
-  fig.suptitle(f"{title}\nGrad-CAM maps each scaled to their own maximum "
+  fig.suptitle(f"{title}\n{METHOD_LABELS[method]} maps each scaled to their "
+               "own maximum "
                "(where the evidence lies, not how strong it is); "
                f"{grid_label(cams, apex.shape[0])}", fontsize=8)
   fig.tight_layout()

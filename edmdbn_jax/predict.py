@@ -14,7 +14,8 @@ face-aligned with the toolkit's preprocessing, the transform found on the
 onset frame applied to every frame, or only resized), store an even
 subsample of at most as many frames from onset to offset as the training
 build stored (with the keyframes exactly, as the dataset builders do), apply
-the model's temporal normalisation and run it. Grad-CAM maps come with every
+the model's temporal normalisation and run it. Class activation maps
+(HiResCAM on the fused features, edmdbn_jax.explain) come with every
 prediction.
 """
 
@@ -45,7 +46,7 @@ class Prediction:
   apex: int
   offset: int
   apex_estimated: bool
-  cams: np.ndarray                   # (K, h, w) Grad-CAM on the fused map
+  cams: np.ndarray                   # (K, h, w) HiResCAM on the fused map
   onset_frame: np.ndarray            # aligned uint8 (S, S, 3)
   apex_frame: np.ndarray
   inputs: Optional["InputPlan"] = None  # how the frames were prepared
@@ -69,12 +70,18 @@ class Prediction:
                if self.inputs is not None else {})}
 
   def save_heatmap(self, path: str, title: str = ""):
-    """Writes the Grad-CAM panel (onset, apex, motion, one map per class)."""
+    """Writes the map panel (onset, apex, motion, one map per class);
+    `title` (e.g. the model directory) leads the panel's own caption."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    apex = f"apex {self.apex}" + (" (estimated)" if self.apex_estimated
+                                  else "")
+    caption = (f"predicted {self.predicted}; maps on the fused features; "
+               f"onset {self.onset}, {apex}, offset {self.offset} (input "
+               "positions, from 0)")
     explain.save_panel(path, self.onset_frame, self.apex_frame, self.cams,
                        self.class_names, self.probabilities,
-                       title=title or f"predicted {self.predicted}")
+                       title=f"{title}\n{caption}" if title else caption)
 
 
 def stored_positions(onset: int, apex: int, offset: int,
@@ -259,7 +266,7 @@ class Predictor:
 
     @jax.jit
     def explain_clip(gathered, weights, keyframe_pos):
-      """(1, k, S, S, 3) gathered frames -> Grad-CAM on the fused map."""
+      """(1, k, S, S, 3) gathered frames -> HiResCAM on the fused map."""
       inputs = temporal.assemble(gathered, weights, keyframe_pos)
       return explain.gradcam(self.model, self.variables, *inputs,
                              classes=classes)

@@ -1,16 +1,28 @@
-r"""Grad-CAM panels for clips of a LOSO run (or any toolkit model directory).
+r"""Class activation panels for clips of a LOSO run (or any toolkit model
+directory).
 
   python -m experiments.gradcam --workdir=runs/synthetic_5class_tiny \
-      --fold=synthetic/s01 [--clips=s01_c000,s01_c003] [--target=fused]
+      --fold=synthetic/s01 [--clips=s01_c000,s01_c003] [--target=fused] \
+      [--method=hirescam]
+
+`--method`: 'hirescam' (default: gradient x activation, each position's
+exact share of the class logit with EDMDBN's linear head) or 'gradcam'
+(Grad-CAM, for comparison with published figures; see edmdbn_jax.explain
+for why it can miss where this head reads).
 
 For each clip it writes to `<workdir>/gradcam/<fold>/` (`gradcam_entire/`,
-`gradcam_detail/` for --target=entire/detail; or --output):
+`gradcam_detail/` for --target=entire/detail, with `_method_gradcam` added
+for --method=gradcam; or --output):
   <clip>.png        onset, apex, apex - onset, one heatmap overlay per class
                     (and the accumulated Token Attention maps),
-  <clip>_cams.npy   the raw maps (K, h, w) in [0, 1],
+  <clip>_cams.npy   the drawn maps (K, h, w) in [0, 1],
+  <clip>_signed.npy the maps before the ReLU and the scaling (K, h, w), in
+                    logit units: with HiResCAM each sums to the class logit
+                    less the head's bias, and with add fusion the fused map
+                    is the entire plus the detail map,
   <clip>_attention.npz  the Token Attention maps,
 and over all the clips explained:
-  class_means.png   per class, the mean Grad-CAM map of the true class over
+  class_means.png   per class, the mean map of the true class over
                     that class's clips, on their mean apex frame (aligned
                     faces), with how many were predicted right,
   class_means.npz   those maps, mean frames and counts.
@@ -58,6 +70,10 @@ def define_flags():
                       "instead of the fold's.")
   flags.DEFINE_enum("target", "fused", list(explain.TARGETS),
                     "Feature map to explain.")
+  flags.DEFINE_enum("method", explain.DEFAULT_METHOD, list(explain.METHODS),
+                    "hirescam: gradient x activation (each position's share "
+                    "of the logit); gradcam: Grad-CAM (gradients averaged "
+                    "over positions).")
   flags.DEFINE_string("output", None, "Output directory.")
 
 
@@ -127,7 +143,7 @@ class _ClassMeans:
     self.training += int(in_training is True)
     self.unknown += int(in_training is None)
 
-  def write(self, out_dir, class_names, what):
+  def write(self, out_dir, class_names, what, method):
     """class_means.png / .npz in out_dir; returns the PNG path."""
     n = np.maximum(self.counts, 1)
     cam_means = self.cams / n[:, None, None]
@@ -140,7 +156,8 @@ class _ClassMeans:
                "known")
     explain.save_class_means(
         png, apex_means, cam_means, self.counts, self.correct, class_names,
-        title=f"Mean Grad-CAM on {what} of each clip's true class, over "
+        title=f"Mean {explain.METHOD_LABELS[method]} on {what} of each "
+              "clip's true class, over "
               f"{self.clips} clips{seen}", empty=self.empty)
     np.savez(os.path.join(out_dir, "class_means.npz"), cams=cam_means,
              apex=apex_means, counts=self.counts, correct=self.correct,
@@ -148,8 +165,8 @@ class _ClassMeans:
     return png
 
 
-def _explainer(model, num_classes, target):
-  """A jitted (variables, gathered, weights, keyframe_pos) -> (Grad-CAM
+def _explainer(model, num_classes, target, method):
+  """A jitted (variables, gathered, weights, keyframe_pos) -> (map
   results, the forward's `out`) for one clip; compiled once for every fold
   (the parameters are an argument, not constants)."""
 
@@ -158,7 +175,8 @@ def _explainer(model, num_classes, target):
     frames, keyframes = temporal.assemble(gathered, weights, keyframe_pos)
     res = explain.gradcam(model, variables, frames, keyframes,
                           classes=list(range(num_classes)), target=target,
-                          return_out=True)
+                          return_out=True, return_signed=True,
+                          method=method)
     return res, res.pop("out")
 
   return explain_clip
@@ -173,20 +191,23 @@ def _folds_with_model(workdir):
                 if os.path.isdir(os.path.join(folds_dir, d, "model")))
 
 
-def output_folder(target: str) -> str:
-  """The run's folder for Grad-CAM on `target`: one per target, so the
-  branches' maps do not overwrite the fused ones."""
-  return "gradcam" if target == "fused" else f"gradcam_{target}"
+def output_folder(target: str, method: str = explain.DEFAULT_METHOD) -> str:
+  """The run's folder for maps on `target` by `method`: one per target and
+  method, so no maps overwrite others."""
+  base = "gradcam" if target == "fused" else f"gradcam_{target}"
+  return base if method == explain.DEFAULT_METHOD else (
+      f"{base}_method_{method}")
 
 
-def run_all(workdir, target="fused", output=None, progress=True):
+def run_all(workdir, target="fused", output=None, progress=True,
+            method=explain.DEFAULT_METHOD):
   """Every fold with a model explains its held-out clips (panels in
   <output>/<fold>/); class means over all of them in <output>/.
 
   Returns the PNG paths (each fold's, then the overall class_means.png).
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  root = output or os.path.join(workdir, output_folder(target))
+  root = output or os.path.join(workdir, output_folder(target, method))
   with_model = _folds_with_model(workdir)
   if not with_model:
     raise errors.CheckpointError(
@@ -197,17 +218,18 @@ def run_all(workdir, target="fused", output=None, progress=True):
   for name in with_model:
     paths += run(workdir, fold_name=name, target=target,
                  output=os.path.join(root, name), progress=progress,
-                 _shared=shared)
+                 method=method, _shared=shared)
   paths.append(shared["means"].write(
       root, list(shared["clips"].class_names),
       f"{target} ({len(with_model)} folds, each clip by the model that held "
-      "it out)"))
+      "it out)", method))
   jax.clear_caches()
   return paths
 
 
 def run(workdir, fold_name=None, clip_names=None, model_dir=None,
-        target="fused", output=None, progress=True, _shared=None):
+        target="fused", output=None, progress=True,
+        method=explain.DEFAULT_METHOD, _shared=None):
   """Writes panels and maps; returns the list of PNG paths.
 
   Args:
@@ -217,6 +239,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     clip_names: clips to explain (default: the fold's held-out clips).
     model_dir: a model directory to use instead of the fold's.
     target: 'fused', 'entire' or 'detail' (see edmdbn_jax.explain).
+    method: 'hirescam' or 'gradcam' (see edmdbn_jax.explain).
     output: output directory (default <workdir>/gradcam/<fold or 'model'>,
       gradcam_<target>/ for a branch target).
     progress: show a progress bar.
@@ -236,7 +259,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
       raise errors.ConfigError(
           "--fold=all explains every fold's held-out clips with its own "
           "model: leave out --clips and --model_dir.")
-    return run_all(workdir, target, output, progress)
+    return run_all(workdir, target, output, progress, method)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   cfg_path = os.path.join(workdir, "config.json")
   if not os.path.exists(cfg_path):
@@ -307,19 +330,21 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   rel = os.path.relpath(os.path.abspath(model_dir), workdir)
   model_label = model_dir if rel.startswith("..") else rel
   out_dir = output or os.path.join(
-      workdir, output_folder(target), fold.name if fold else "model")
+      workdir, output_folder(target, method), fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
   paths = []
 
   k = len(class_names)
+  explain.check_method(method)
   if shared.get("model") != model:  # folds of one run share one compile
-    shared.update(model=model, explain=_explainer(model, k, target))
+    shared.update(model=model, explain=_explainer(model, k, target, method))
   explain_clip = shared["explain"]
   means = _ClassMeans(k, clips.frames.shape[-2])
   # run_all's class means over every fold it explains.
   accumulators = [means] + ([shared.setdefault("means", _ClassMeans(
       k, clips.frames.shape[-2]))] if _shared is not None else [])
-  for i in tqdm(indices, desc=f"Grad-CAM ({target})", unit="clip",
+  for i in tqdm(indices, desc=f"{explain.METHOD_LABELS[method]} ({target})",
+                unit="clip",
                 disable=not progress):
     res, out = explain_clip(variables,
                             clips.frames[i:i + 1].astype(np.float32),
@@ -340,10 +365,12 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     explain.save_panel(
         png, onset, apex, cams, class_names, probs,
         title=f"{clips.subjects[i]} {clips.clips[i]}{seen}: true {label}, "
-              f"predicted {pred} (Grad-CAM on {target}; model "
-              f"{model_label})",
-        attention=attention, label=label)
+              f"predicted {pred} ({explain.METHOD_LABELS[method]} on "
+              f"{target}; model {model_label})",
+        attention=attention, label=label, method=method)
     np.save(os.path.join(out_dir, f"{name}_cams.npy"), cams)
+    np.save(os.path.join(out_dir, f"{name}_signed.npy"),
+            np.asarray(res["signed"][0], np.float32))
     for acc in accumulators:
       acc.add(cams, apex, int(clips.labels[i]), int(probs.argmax()),
               in_training)
@@ -354,7 +381,7 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
     # Where the model looks for each class, on average: the true class's
     # map over that class's clips.
     paths.append(means.write(out_dir, class_names,
-                             f"{target} (model {model_label})"))
+                             f"{target} (model {model_label})", method))
   if _shared is None:
     jax.clear_caches()
   return paths
@@ -368,7 +395,7 @@ def main(argv):
     raise app.UsageError("--workdir is required.")
   try:
     paths = run(FLAGS.workdir, FLAGS.fold, FLAGS.clips, FLAGS.model_dir,
-                FLAGS.target, FLAGS.output)
+                FLAGS.target, FLAGS.output, method=FLAGS.method)
   except errors.EdmdbnError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -56,7 +56,8 @@ def define_flags():
   flags.DEFINE_string("prefix", None, "With --frames: only the frames "
                       "named <prefix><number> (a folder holding two families "
                       "of frames, e.g. SMIC's image* and reg_image*).")
-  flags.DEFINE_string("heatmap", None, "Write a Grad-CAM panel PNG.")
+  flags.DEFINE_string("heatmap", None, "Write a class activation map panel "
+                      "(HiResCAM on the fused features) PNG.")
   flags.DEFINE_string("json", None, "Write the result as JSON.")
 
 
@@ -121,7 +122,7 @@ def main(argv):
     print(f"  {name:>12s}: {p:.3f}")
   print(f"predicted: {d['predicted']}")
   if heatmap:
-    result.save_heatmap(heatmap)
+    result.save_heatmap(heatmap, title=f"model {FLAGS.checkpoint}")
     print(f"heatmap: {heatmap}")
   if FLAGS.json:
     with open(FLAGS.json, "w", encoding="utf-8") as f:

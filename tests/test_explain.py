@@ -1,4 +1,4 @@
-"""Grad-CAM and attention maps."""
+"""Class activation maps (HiResCAM, Grad-CAM) and attention maps."""
 
 import jax
 import jax.numpy as jnp
@@ -28,33 +28,74 @@ def test_cam_from_gradients_by_hand():
       1.0)
   grads = jnp.zeros((1, 3, 3, 2)).at[0, :, :, 0].set(1.0).at[0, :, :, 1].set(
       -1.0)
-  cam = np.asarray(explain.cam_from_gradients(feature, grads))[0]
+  cam = np.asarray(explain.cam_from_gradients(feature, grads,
+                                              method="gradcam"))[0]
   want = np.zeros((3, 3))
   want[1, 2] = 1.0  # channel 0 positive weight; channel 1 negative (ReLU'd)
   np.testing.assert_allclose(cam, want, atol=1e-6)
+  # HiResCAM: gradient x activation at each position, summed over channels.
+  grads = grads.at[0, 1, 2, 0].set(0.5).at[0, 0, 0, 1].set(3.0)
+  signed = np.asarray(explain.signed_cam(feature, grads, "hirescam"))[0]
+  want = np.zeros((3, 3))
+  want[1, 2], want[0, 0] = 4.0 * 0.5, 1.0 * 3.0
+  np.testing.assert_allclose(signed, want, atol=1e-6)
+  with pytest.raises(ValueError, match="method"):
+    explain.signed_cam(feature, grads, "cam++")
 
 
-def test_gradcam_peaks_where_the_logit_reads(tiny):
-  """A head that reads only fused position (1, 0) for class 0."""
+@pytest.mark.parametrize("i0,j0", [(1, 0), (0, 1)])
+def test_map_peaks_where_the_head_reads(tiny, i0, j0):
+  """A head that reads only fused position (i0, j0) for class 0, with
+  random weights there: HiResCAM is that position's share of the logit, so
+  its map is non-zero there only (a transposed or shifted layout would
+  put it elsewhere)."""
   model, variables, frames, keyframes = tiny
   fused, _ = model.apply(variables, frames, keyframes, method="features")
   _, h, w, c = fused.shape
-  i0, j0 = 1, 0
   kernel = np.zeros((c * h * w, model.num_classes), np.float32)
   # Channel-major flattening: input index = ch * h * w + i * w + j.
-  sign = np.sign(np.asarray(fused[0, i0, j0]))
-  kernel[np.arange(c) * h * w + i0 * w + j0, 0] = sign
+  rows = np.arange(c) * h * w + i0 * w + j0
+  weights = np.random.default_rng(i0 + 2 * j0).normal(size=c)
+  # Class 0 reads position (i0, j0) positively (so its map is not empty).
+  weights *= np.sign(weights @ np.asarray(fused[0, i0, j0])) or 1.0
+  kernel[rows, 0] = weights
   params = jax.tree.map(lambda a: a, variables["params"])
   params["head"] = {"kernel": jnp.asarray(kernel),
                     "bias": jnp.zeros(model.num_classes)}
   res = explain.gradcam(model, {"params": params}, frames[:1], keyframes[:1],
-                        classes=[0, 1])
-  cams = np.asarray(res["cams"])
+                        classes=[0, 1], return_signed=True)
+  cams, signed = np.asarray(res["cams"]), np.asarray(res["signed"])
   assert cams.shape == (1, 2, h, w)
-  assert np.unravel_index(cams[0, 0].argmax(), (h, w)) == (i0, j0)
-  assert cams[0, 0].max() == pytest.approx(1.0)
+  want = np.zeros((h, w))
+  want[i0, j0] = 1.0
+  np.testing.assert_allclose(cams[0, 0], want, atol=1e-6)
+  np.testing.assert_allclose(signed[0, 0, i0, j0],
+                             np.asarray(res["logits"])[0, 0], rtol=1e-4)
   # Class 1 does not depend on the features at all: an all-zero map.
   assert not cams[0, 1].any()
+
+
+@pytest.mark.parametrize("target", ["fused", "entire", "detail"])
+def test_hirescam_shares_add_up_to_the_logit(tiny, target):
+  """With EDMDBN's linear head, the signed HiResCAM map sums to the class
+  logit less the head's bias (for a branch target, with the other branch's
+  map: with add fusion fused = entire + detail)."""
+  model, variables, frames, keyframes = tiny
+  res = {t: explain.gradcam(model, variables, frames, keyframes,
+                            classes=[0, 2, 4], target=t, return_signed=True)
+         for t in {"fused", target}}
+  bias = np.asarray(variables["params"]["head"]["bias"])[[0, 2, 4]]
+  logits = np.asarray(res["fused"]["logits"])[:, [0, 2, 4]]
+  total = np.asarray(res["fused"]["signed"]).sum((2, 3))
+  np.testing.assert_allclose(total, logits - bias, rtol=1e-4, atol=1e-4)
+  if target != "fused":
+    other = "detail" if target == "entire" else "entire"
+    rest = explain.gradcam(model, variables, frames, keyframes,
+                           classes=[0, 2, 4], target=other,
+                           return_signed=True)["signed"]
+    both = np.asarray(res[target]["signed"]) + np.asarray(rest)
+    np.testing.assert_allclose(both.sum((2, 3)), logits - bias, rtol=1e-4,
+                               atol=1e-4)
 
 
 @pytest.mark.parametrize("target", ["fused", "entire", "detail"])
@@ -93,13 +134,15 @@ def test_gradcam_out_is_the_forward_pass(tiny, target):
                                       classes=[0], target=target)
 
 
-def test_branch_maps_add_up_to_the_fused_map(tiny):
+@pytest.mark.parametrize("method", explain.METHODS)
+def test_branch_maps_add_up_to_the_fused_map(tiny, method):
   # The branch targets explain the features the (add) fusion takes, after
   # each branch's final LayerNorm: the signed maps add up exactly.
   model, variables, frames, keyframes = tiny
   signed = {t: np.asarray(explain.gradcam(
       model, variables, frames, keyframes, classes=[0, 3], target=t,
-      return_signed=True)["signed"]) for t in ("fused", "entire", "detail")}
+      return_signed=True, method=method)["signed"])
+            for t in ("fused", "entire", "detail")}
   np.testing.assert_allclose(signed["fused"],
                              signed["entire"] + signed["detail"],
                              rtol=1e-4, atol=1e-5)

@@ -65,6 +65,13 @@ def _check_outputs(out_dir, names, k=5):
     assert cams.ndim == 3 and cams.shape[0] == k
     assert np.isfinite(cams).all()
     assert cams.min() >= 0.0 and cams.max() <= 1.0 + 1e-6
+    # The drawn maps are the signed ones, ReLU'd and scaled to their max.
+    signed = np.maximum(np.load(out_dir / f"{name}_signed.npy"), 0)
+    assert signed.shape == cams.shape
+    peak = signed.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(
+        cams, np.where(peak > 0, signed / np.where(peak > 0, peak, 1), 0),
+        rtol=1e-5, atol=1e-6)
     with np.load(out_dir / f"{name}_attention.npz") as att:
       assert set(att.files) == {f"{b}_attention{i}" for b in
                                 ("entire", "detail") for i in (1, 2, 3)}
@@ -84,7 +91,7 @@ def test_run_writes_panels_for_every_held_out_clip(run_dir):
       + [str(out_dir / "class_means.png")])
   _check_outputs(out_dir, names)
   assert sorted(os.listdir(out_dir)) == sorted(
-      [f"{n}{s}" for n in names for s in (".png", "_cams.npy",
+      [f"{n}{s}" for n in names for s in (".png", "_cams.npy", "_signed.npy",
                                           "_attention.npz")]
       + ["class_means.png", "class_means.npz"])
   # Per class: the mean of its clips' true-class maps.
@@ -144,6 +151,16 @@ def test_run_on_chosen_clips_and_targets(run_dir, tmp_path):
                       clip_names=[name], target="entire", progress=False)
   assert paths[0] == str(workdir / "gradcam_entire" / "synthetic_s01" /
                          f"{name}.png")
+  # Grad-CAM (the other method) has a folder of its own, and other maps.
+  paths = gradcam.run(str(workdir), fold_name="synthetic_s01",
+                      clip_names=[name], target="entire", progress=False,
+                      method="gradcam")
+  out = workdir / "gradcam_entire_method_gradcam" / "synthetic_s01"
+  assert paths[0] == str(out / f"{name}.png")
+  _check_outputs(out, [name])
+  hires = np.load(workdir / "gradcam_entire" / "synthetic_s01" /
+                  f"{name}_signed.npy")
+  assert not np.allclose(np.load(out / f"{name}_signed.npy"), hires)
 
 
 def test_fold_names_must_be_unambiguous():
@@ -226,7 +243,8 @@ def test_cli(run_dir, tmp_path):
   out = tmp_path / "cli"
   runs = {
       "ok": cli(f"--workdir={workdir}", "--fold=synthetic/s01",
-                f"--clips={','.join(names)}", f"--output={out}"),
+                f"--clips={','.join(names)}", f"--output={out}",
+                "--method=hirescam"),
       "fold": cli(f"--workdir={workdir}", "--fold=nobody"),
       "clip": cli(f"--workdir={workdir}", "--fold=s01", "--clips=x_c999"),
       "workdir": cli(f"--workdir={tmp_path / 'empty'}", "--fold=s01"),
