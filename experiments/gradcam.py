@@ -329,6 +329,11 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   # Which model the probabilities and maps are of, as the user finds it.
   rel = os.path.relpath(os.path.abspath(model_dir), workdir)
   model_label = model_dir if rel.startswith("..") else rel
+  # Which epoch's model: the predictions of a run scored with another
+  # selection (test_best, released) come from other epochs.
+  prov = (meta or {}).get("provenance", {})
+  if prov.get("selection") == "last epoch" and prov.get("epochs"):
+    model_label += f", after epoch {prov['epochs']}, its last"
   out_dir = output or os.path.join(
       workdir, output_folder(target, method), fold.name if fold else "model")
   os.makedirs(out_dir, exist_ok=True)
