@@ -633,6 +633,13 @@ def fold_parallelism(config, n_folds: int) -> int:
   return int(max(1, min(n_folds, limit // 2 // per_fold)))
 
 
+def folds_at_once(config, n_folds: int) -> int:
+  """How many of `n_folds` folds train at once under `config` on this
+  host's devices (`fold_parallelism`, balanced by `balanced_group_size`)."""
+  return balanced_group_size(
+      n_folds, fold_parallelism(config, max(1, n_folds)), len(jax.devices()))
+
+
 def balanced_group_size(n_folds: int, max_group: int,
                         num_devices: int = 1) -> int:
   """Folds per group: as few groups as `max_group` allows, all one size.
@@ -713,9 +720,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                len(folds) - len(todo), len(todo))
 
   # 3. Mesh, model, optimiser, steps.
-  group_size = balanced_group_size(
-      len(todo), fold_parallelism(config, max(1, len(todo))),
-      len(jax.devices()))
+  group_size = folds_at_once(config, len(todo))
   mesh = make_mesh(group_size, int(t.batch_size))
   if todo:
     logging.info("%d folds at once (fold_parallel=%s) in %d group(s), on %d "

@@ -228,8 +228,7 @@ def bench_loso(cfg, clips):
   Progress: the bar on a terminal, else a line every 15 s (a run cut off by
   a time limit still shows how far it got and how fast)."""
   n_folds = len(train.make_folds(clips, list(cfg.train.folds)))
-  at_once = train.balanced_group_size(
-      n_folds, train.fold_parallelism(cfg, n_folds), len(jax.devices()))
+  at_once = train.folds_at_once(cfg, n_folds)
   print(f"LOSO row: {n_folds} folds, {at_once} at once "
         f"(fold_parallel={cfg.train.fold_parallel}), {cfg.train.epochs} "
         "epochs", flush=True)

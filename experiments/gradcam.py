@@ -340,7 +340,6 @@ def run(workdir, fold_name=None, clip_names=None, model_dir=None,
   paths = []
 
   k = len(class_names)
-  explain.check_method(method)
   if shared.get("model") != model:  # folds of one run share one compile
     shared.update(model=model, explain=_explainer(model, k, target, method))
   explain_clip = shared["explain"]

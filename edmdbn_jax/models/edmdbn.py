@@ -115,7 +115,8 @@ class EDMDBN(nn.Module):
       return swin3d.SwinBackbone3D(
           embed_dim=self.embed_dim, depths=tuple(self.depths),
           num_heads=tuple(self.num_heads), window_size=tuple(self.window_size),
-          patch_size=patch, patch_fan_in_taps=fan_in_taps, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
+          patch_size=patch, patch_fan_in_taps=fan_in_taps,
+          mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
           patch_norm=self.patch_norm, drop_rate=self.drop_rate,
           attn_drop_rate=self.attn_drop_rate,
           drop_path_rate=self.drop_path_rate,

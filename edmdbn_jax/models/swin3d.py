@@ -27,8 +27,17 @@ LN_EPS = 1e-5  # PyTorch's LayerNorm default.
 # leaves a std of 0.0176.
 trunc_normal = nn.initializers.truncated_normal(stddev=0.02, lower=-100.0,
                                                 upper=100.0)
-# PyTorch's default Conv/Linear init (kaiming_uniform with a=sqrt(5)).
-torch_default = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def torch_default_init(fan_in_taps: int = 1):
+  """PyTorch's default Conv/Linear init (kaiming_uniform with a=sqrt(5)),
+  U(+-1/sqrt(fan_in)), for a kernel standing for a conv with `fan_in_taps`
+  times its own fan-in (see PatchProjection)."""
+  return nn.initializers.variance_scaling(1 / (3 * fan_in_taps), "fan_in",
+                                          "uniform")
+
+
+torch_default = torch_default_init()
 
 LayerNorm = functools.partial(nn.LayerNorm, epsilon=LN_EPS)
 Dense = functools.partial(nn.Dense, kernel_init=trunc_normal,
@@ -204,9 +213,7 @@ class PatchProjection(nn.Module):
     (B, *spatial / patch, features)."""
     cin = x.shape[-1]
     n = len(self.patch_size)
-    init = nn.initializers.variance_scaling(
-        1 / (3 * self.fan_in_taps), "fan_in", "uniform")
-    kernel = self.param("kernel", init,
+    kernel = self.param("kernel", torch_default_init(self.fan_in_taps),
                         (*self.patch_size, cin, self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,),
                       jnp.float32)
